@@ -1,0 +1,50 @@
+#pragma once
+
+// Thin syscall wrappers: the only place in layerdb that calls raw syscalls
+// directly. Every fd they return is O_CLOEXEC and owned by a UniqueFd; every
+// failure carries errno, the call and the path it was about.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "layerdb/base/error.h"
+#include "layerdb/base/unique_fd.h"
+
+namespace strata::sys {
+
+Result<UniqueFd> OpenAt(int dirfd, const std::string& path, int flags,
+                        mode_t mode = 0);
+Result<UniqueFd> Open(const std::string& path, int flags, mode_t mode = 0);
+
+// Reads until `buf` is full or EOF; returns the bytes read.
+Result<size_t> ReadFull(int fd, std::span<std::byte> buf);
+Result<size_t> PreadFull(int fd, std::span<std::byte> buf, off_t offset);
+Status WriteFull(int fd, std::span<const std::byte> buf);
+Result<std::string> ReadFile(const std::string& path);
+// Writes `data` to `path` atomically (temp + fsync + rename).
+Status WriteFileAtomic(const std::string& path, std::string_view data);
+
+Result<struct stat> Fstat(int fd);
+Result<struct stat> Lstat(const std::string& path);
+Result<struct stat> FstatAt(int dirfd, const std::string& name, int flags);
+
+// mkdir -p; existing directories are fine.
+Status MakeDirs(const std::string& path, mode_t mode = 0755);
+// rm -rf; a missing path is fine.
+Status RemoveTree(const std::string& path);
+
+// Names in a directory, excluding "." and "..", unsorted.
+Result<std::vector<std::string>> ListDir(const std::string& path);
+
+// Syncs the filesystem that holds `fd`.
+Status SyncFs(int fd);
+
+bool IsTerminal(int fd);
+
+}  // namespace strata::sys
