@@ -1,0 +1,231 @@
+#include <archive.h>
+#include <archive_entry.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "layerdb/base/sys.h"
+#include "layerdb/hash.h"
+#include "layerdb/importers.h"
+#include "layerdb/store.h"
+
+namespace strata::layerdb {
+namespace {
+
+struct Member {
+  Member(std::string n, mode_t m, std::string d, std::string l = "",
+         std::vector<Xattr> x = {}, dev_t r = 0)
+      : name(std::move(n)), mode(m), data(std::move(d)), link(std::move(l)),
+        xattrs(std::move(x)), rdev(r) {}
+  std::string name;
+  mode_t mode;  // with type bits; 0 with `link` set = hardlink
+  std::string data;  // file content or symlink target
+  std::string link;  // hardlink target
+  std::vector<Xattr> xattrs;
+  dev_t rdev;
+};
+
+// Writes a tar (optionally compressed: "gzip", "zstd") with libarchive.
+std::string MakeTar(const std::vector<Member>& members,
+                    const std::string& filter = "") {
+  std::string out;
+  archive* a = archive_write_new();
+  archive_write_set_format_pax(a);
+  if (filter == "gzip") archive_write_add_filter_gzip(a);
+  if (filter == "zstd") archive_write_add_filter_zstd(a);
+  archive_write_set_bytes_in_last_block(a, 1);
+  archive_write_open(
+      a, &out, nullptr,
+      [](archive*, void* d, const void* buf, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(d)->append(static_cast<const char*>(buf), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
+  for (const Member& m : members) {
+    archive_entry* e = archive_entry_new();
+    archive_entry_set_pathname(e, m.name.c_str());
+    archive_entry_set_mtime(e, 1700000000, 5);
+    archive_entry_set_uid(e, 1000);
+    archive_entry_set_gid(e, 1001);
+    if (!m.link.empty()) {
+      archive_entry_set_hardlink(e, m.link.c_str());
+    } else {
+      archive_entry_set_mode(e, m.mode);
+      if (S_ISREG(m.mode)) archive_entry_set_size(e, static_cast<la_int64_t>(m.data.size()));
+      if (S_ISLNK(m.mode)) archive_entry_set_symlink(e, m.data.c_str());
+      if (S_ISCHR(m.mode) || S_ISBLK(m.mode)) archive_entry_set_rdev(e, m.rdev);
+    }
+    for (const Xattr& x : m.xattrs)
+      archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+    archive_write_header(a, e);
+    if (S_ISREG(m.mode) && m.link.empty()) archive_write_data(a, m.data.data(), m.data.size());
+    archive_entry_free(e);
+  }
+  archive_write_close(a);
+  archive_write_free(a);
+  return out;
+}
+
+class ImportTarTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/strata-tar-test.XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    auto s = Store::Open(dir_ + "/store", Store::Mode::kReadWrite);
+    ASSERT_TRUE(s) << s.error().ToString();
+    store_ = std::move(*s);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string Write(const std::string& name, const std::string& bytes) {
+    std::string path = dir_ + "/" + name;
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  }
+
+  Result<LayerInfo> Import(const std::string& bytes) {
+    return ImportTarLayer(*store_, Write("in.tar", bytes), ImportOptions{});
+  }
+
+  void ExpectNoLayers() {
+    auto layers = store_->ListLayers();
+    ASSERT_TRUE(layers);
+    EXPECT_TRUE(layers->empty());
+  }
+
+  std::string dir_;
+  std::unique_ptr<Store> store_;
+};
+
+const TreeNode* Find(const TreeNodePtr& root, const std::string& path) {
+  const TreeNode* n = root.get();
+  size_t pos = 0;
+  while (n != nullptr && pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    auto it = n->children.find(path.substr(pos, slash - pos));
+    n = it == n->children.end() ? nullptr : it->second.get();
+    pos = slash == std::string::npos ? path.size() : slash + 1;
+  }
+  return n;
+}
+
+std::vector<Member> AllTypes() {
+  return {
+      {"./", S_IFDIR | 0755, ""},
+      {"./etc/", S_IFDIR | 0755, ""},
+      {"./etc/small", S_IFREG | 0644, "tiny"},
+      {"./etc/big", S_IFREG | 04755, std::string(100000, 'x'),
+       "", {{"user.note", "hi"}, {"security.capability", std::string("\x01\x00\x00\x02", 4)}}},
+      {"./etc/alias", 0, "", "./etc/big"},
+      {"./lib", S_IFLNK | 0777, "usr/lib"},
+      {"./dev/null", S_IFCHR | 0666, "", "", {}, makedev(1, 3)},
+      {"./run/fifo", S_IFIFO | 0600, ""},
+  };
+}
+
+TEST_F(ImportTarTest, KeepsEveryTypeAndAttribute) {
+  auto layer = Import(MakeTar(AllTypes()));
+  ASSERT_TRUE(layer) << layer.error().ToString();
+  auto tree = store_->LoadTree(layer->id);
+  ASSERT_TRUE(tree) << tree.error().ToString();
+  const TreeNode* small = Find(*tree, "etc/small");
+  ASSERT_NE(small, nullptr);
+  EXPECT_EQ(small->node.inline_data, "tiny");
+  EXPECT_EQ(small->node.attr.uid, 1000u);
+  EXPECT_EQ(small->node.attr.gid, 1001u);
+  EXPECT_EQ(small->node.attr.mtime_ns, 1700000000000000005);
+  const TreeNode* big = Find(*tree, "etc/big");
+  ASSERT_NE(big, nullptr);
+  EXPECT_EQ(big->node.attr.mode, S_IFREG | 04755u);
+  EXPECT_TRUE(big->node.flags & kFlagBlob);
+  EXPECT_EQ(big->node.attr.nlink, 2u);
+  EXPECT_EQ(Find(*tree, "etc/alias"), big);
+  EXPECT_EQ(big->node.xattrs.size(), 2u);
+  auto fd = store_->blobs().OpenBlob(big->node.blob);
+  ASSERT_TRUE(fd);
+  auto st = sys::Fstat(fd->get());
+  EXPECT_EQ(st->st_size, 100000);
+  EXPECT_EQ(Find(*tree, "lib")->node.target, "usr/lib");
+  EXPECT_EQ(Find(*tree, "dev/null")->node.attr.rdev, makedev(1, 3));
+  EXPECT_TRUE(S_ISFIFO(Find(*tree, "run/fifo")->node.attr.mode));
+  EXPECT_TRUE(Find(*tree, "run")->node.flags & kFlagImplicit);
+}
+
+TEST_F(ImportTarTest, DigestsCoverCompressedAndUncompressedBytes) {
+  std::string plain = MakeTar(AllTypes());
+  for (const char* filter : {"", "gzip", "zstd"}) {
+    std::string bytes = MakeTar(AllTypes(), filter);
+    auto layer = Import(bytes);
+    ASSERT_TRUE(layer) << filter << ": " << layer.error().ToString();
+    EXPECT_EQ(layer->diff_id, Sha256::Of(plain)) << filter;
+  }
+  // Same diff_id three times: one layer.
+  auto layers = store_->ListLayers();
+  ASSERT_TRUE(layers);
+  EXPECT_EQ(layers->size(), 1u);
+}
+
+TEST_F(ImportTarTest, RecordsWhiteoutsAndOpaqueDirs) {
+  auto layer = Import(MakeTar({{"d/", S_IFDIR | 0755, ""},
+                               {"d/x", S_IFREG | 0644, "x"},
+                               {"d/.wh..wh..opq", S_IFREG, ""},
+                               {".wh.gone", S_IFREG, ""}}));
+  ASSERT_TRUE(layer) << layer.error().ToString();
+  auto tree = store_->LoadTree(layer->id);
+  ASSERT_TRUE(tree);
+  EXPECT_TRUE(Find(*tree, "d")->node.is_opaque());
+  EXPECT_TRUE(Find(*tree, "gone")->node.is_whiteout());
+  EXPECT_EQ(Find(*tree, "d/.wh..wh..opq"), nullptr);
+}
+
+TEST_F(ImportTarTest, HostileMembersAreRefusedAndLeaveNoLayer) {
+  struct Case {
+    const char* what;
+    std::vector<Member> members;
+    int code;
+  };
+  std::vector<Case> cases = {
+      {"dotdot", {{"../evil", S_IFREG | 0644, "x"}}, EINVAL},
+      {"absolute", {{"/etc/evil", S_IFREG | 0644, "x"}}, EINVAL},
+      {"through symlink",
+       {{"lib", S_IFLNK | 0777, "/etc"}, {"lib/passwd", S_IFREG | 0644, "x"}},
+       ENOTDIR},
+      {"missing hardlink", {{"a", 0, "", "nowhere"}}, ENOENT},
+      {"long name", {{std::string(300, 'n'), S_IFREG | 0644, "x"}}, ENAMETOOLONG},
+      {"empty whiteout", {{".wh.", S_IFREG, ""}}, EINVAL},
+  };
+  std::string deep;
+  for (int i = 0; i < 10000; ++i) deep += "a/";
+  cases.push_back({"deep", {{deep + "f", S_IFREG | 0644, "x"}}, ENAMETOOLONG});
+  for (const Case& c : cases) {
+    auto layer = Import(MakeTar(c.members));
+    ASSERT_FALSE(layer) << c.what;
+    EXPECT_EQ(layer.error().code(), c.code) << c.what << ": " << layer.error().ToString();
+    EXPECT_EQ(layer.error().ToString().find('\n'), std::string::npos);
+  }
+  ExpectNoLayers();
+}
+
+TEST_F(ImportTarTest, BrokenCompressionIsEio) {
+  std::string gz = MakeTar(AllTypes(), "gzip");
+  auto truncated = Import(gz.substr(0, gz.size() / 2));
+  ASSERT_FALSE(truncated);
+  EXPECT_EQ(truncated.error().code(), EIO) << truncated.error().ToString();
+  std::string zst = MakeTar(AllTypes(), "zstd");
+  for (size_t i = zst.size() / 2; i < zst.size() / 2 + 16; ++i) zst[i] ^= 0x5a;
+  auto corrupt = Import(zst);
+  ASSERT_FALSE(corrupt);
+  EXPECT_EQ(corrupt.error().code(), EIO) << corrupt.error().ToString();
+  ExpectNoLayers();
+}
+
+}  // namespace
+}  // namespace strata::layerdb
