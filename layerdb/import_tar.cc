@@ -16,6 +16,7 @@
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
 #include "layerdb/layer_builder.h"
+#include "layerdb/posix_acl.h"
 #include "layerdb/tar_import.h"
 
 namespace strata::layerdb {
@@ -84,6 +85,16 @@ la_ssize_t UncompressedRead(archive* inner, void* data, const void** out) {
   u->digest.Update(u->buf.data(), static_cast<size_t>(n));
   *out = u->buf.data();
   return n;
+}
+
+// Seconds + nanoseconds as i64 nanoseconds, clamped: a hostile header can
+// carry a time outside 1678..2262, which would overflow.
+int64_t ToNs(int64_t sec, long nsec) {
+  int64_t ns;
+  if (__builtin_mul_overflow(sec, int64_t{1000000000}, &ns) ||
+      __builtin_add_overflow(ns, static_cast<int64_t>(nsec), &ns))
+    return sec < 0 ? INT64_MIN : INT64_MAX;
+  return ns;
 }
 
 Error ArchiveError(archive* a, const std::string& label, const char* op) {
@@ -190,16 +201,21 @@ class TarLayerReader {
       return Error(EINVAL, "member", std::string(name) + ": owner out of range");
     n.attr.uid = static_cast<uint32_t>(uid);
     n.attr.gid = static_cast<uint32_t>(gid);
-    n.attr.mtime_ns = archive_entry_mtime(e) * 1000000000 + archive_entry_mtime_nsec(e);
-    if (archive_entry_atime_is_set(e))
-      n.attr.atime_ns = archive_entry_atime(e) * 1000000000 + archive_entry_atime_nsec(e);
-    else
-      n.attr.atime_ns = n.attr.mtime_ns;
-    if (archive_entry_ctime_is_set(e))
-      n.attr.ctime_ns = archive_entry_ctime(e) * 1000000000 + archive_entry_ctime_nsec(e);
-    else
-      n.attr.ctime_ns = n.attr.mtime_ns;
+    n.attr.mtime_ns = ToNs(archive_entry_mtime(e), archive_entry_mtime_nsec(e));
+    n.attr.atime_ns = archive_entry_atime_is_set(e)
+                          ? ToNs(archive_entry_atime(e), archive_entry_atime_nsec(e))
+                          : n.attr.mtime_ns;
+    n.attr.ctime_ns = archive_entry_ctime_is_set(e)
+                          ? ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e))
+                          : n.attr.mtime_ns;
     ReadXattrs(e, n);
+    // ACLs travel as SCHILY.acl.* records, not xattrs; the store keeps them
+    // as the kernel's system.posix_acl_* xattrs.
+    STRATA_ASSIGN_OR_RETURN(ArchiveAcls acls, AclXattrsFromArchiveEntry(e));
+    if (!acls.xattrs.empty()) {
+      n.attr.mode = static_cast<uint32_t>(type | (acls.mode & 07777));
+      for (Xattr& x : acls.xattrs) n.xattrs.push_back(std::move(x));
+    }
     switch (type) {
       case AE_IFREG:
         STRATA_RETURN_IF_ERROR(ReadContent(e, name, n));
@@ -345,10 +361,7 @@ Result<LayerInfo> ImportTarLayer(Store& store, const std::string& path,
     src.total_bytes = static_cast<uint64_t>(st.st_size);
   }
   STRATA_ASSIGN_OR_RETURN(UniqueFd lock, store.LockShared());
-  auto layer = ImportTarSource(store, src, opts);
-  if (!layer) return layer.error();
-  layer->source = "tar:" + src.label;
-  return layer;
+  return ImportTarSource(store, src, opts);
 }
 
 }  // namespace strata::layerdb

@@ -31,6 +31,20 @@ std::string StackKey(const std::vector<TreeId>& layers) {
   return k;
 }
 
+// The OCI image id is the digest of the config, which names every layer by
+// its diff_id. Layers imported from a directory have no diff_id, so then the
+// layer ids are hashed in too: two different trees never share an image id.
+std::string ImageId(const nlohmann::json& config,
+                    const std::vector<TreeId>& layers) {
+  size_t listed = 0;
+  if (auto r = config.find("rootfs"); r != config.end() && r->is_object())
+    if (auto d = r->find("diff_ids"); d != r->end() && d->is_array())
+      listed = d->size();
+  std::string text = config.dump();
+  if (listed != layers.size()) text += "\nstrata-layers:" + StackKey(layers);
+  return Sha256::Of(text);
+}
+
 int64_t Now() { return static_cast<int64_t>(::time(nullptr)); }
 
 bool IsNameChar(char c) {
@@ -199,7 +213,7 @@ Result<ImageInfo> Store::CreateImage(std::string_view name,
   img.name = full;
   img.layers = layers;
   img.view = view.id;
-  img.id = Sha256::Of(config.dump());
+  img.id = ImageId(config, layers);
   img.config = std::move(config);
   img.manifest_digest = std::move(manifest_digest);
   img.created = Now();
