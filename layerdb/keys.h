@@ -4,7 +4,10 @@
 // Integers in keys are big-endian so that LMDB's byte order sorts them
 // numerically and a directory's entries are contiguous.
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -26,6 +29,36 @@ inline uint32_t GetBE32(std::string_view in) {
   for (int i = 0; i < 4; ++i) v = v << 8 | static_cast<uint8_t>(in[i]);
   return v;
 }
+
+// A key built on the stack, for the read path: a std::string key of 16 bytes
+// or more does not fit the small-string buffer and would allocate. Capacity:
+// tree ‖ parent ‖ name (255 bytes, kMaxNameLen) or tree ‖ parent ‖ seq.
+class KeyBuf {
+ public:
+  static constexpr size_t kCapacity = 16 + 255;
+
+  void PutBE64(uint64_t v) {
+    for (int i = 7; i >= 0; --i)
+      buf_[len_++] = static_cast<char>(v >> (i * 8));
+  }
+  void PutBE32(uint32_t v) {
+    for (int i = 3; i >= 0; --i)
+      buf_[len_++] = static_cast<char>(v >> (i * 8));
+  }
+  // REQUIRES: s.size() <= room().
+  void Append(std::string_view s) {
+    std::memcpy(buf_.data() + len_, s.data(), s.size());
+    len_ += s.size();
+  }
+  size_t room() const { return kCapacity - len_; }
+  std::string_view view() const { return std::string_view(buf_.data(), len_); }
+
+ private:
+  // Not zeroed: only the first len_ bytes are ever read.
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
+  std::array<char, kCapacity> buf_;
+  size_t len_ = 0;
+};
 
 // nodes: tree ‖ ino
 inline std::string Node(uint64_t tree, uint64_t ino) {

@@ -30,7 +30,9 @@ Result<TreeNode*> LayerBuilder::ParentFor(
                                  MakeDirNode(0755, kFlagImplicit)).first;
     } else if (it->second->node.is_whiteout()) {
       // Deleted, then re-created by a member below it: an opaque directory.
-      it->second = MakeDirNode(0755, kFlagImplicit | kFlagOpaque);
+      // Not implicit: the lower directory is gone, so its attributes must
+      // not show through (extraction would mkdir it with defaults).
+      it->second = MakeDirNode(0755, kFlagOpaque);
     } else if (!it->second->node.attr.is_dir()) {
       return MemberError(ENOTDIR, path,
                          it->second->node.attr.is_symlink()
@@ -57,8 +59,9 @@ Status LayerBuilder::Insert(TreeNode& parent, std::string_view name,
     old.node.flags = static_cast<uint8_t>((old.node.flags & ~kFlagImplicit) | keep);
     return Ok();
   }
-  if (old.node.is_whiteout() && child->node.attr.is_dir())
-    child->node.flags |= kFlagOpaque;
+  // A directory replacing a whiteout or a non-directory (a duplicate path)
+  // starts empty: the earlier member deleted whatever was below.
+  if (child->node.attr.is_dir()) child->node.flags |= kFlagOpaque;
   it->second = std::move(child);
   return Ok();
 }
@@ -81,12 +84,17 @@ Status LayerBuilder::Add(std::string_view path, Node node) {
   }
   if (name.starts_with(kWhiteoutPrefix)) {
     std::string_view hidden = name.substr(kWhiteoutPrefix.size());
-    if (hidden.empty() || hidden == "." || hidden.starts_with(kWhiteoutPrefix))
+    if (hidden.empty() || hidden == "." || hidden == ".." ||
+        hidden.starts_with(kWhiteoutPrefix))
       return MemberError(EINVAL, path, "invalid whiteout name");
     auto it = parent->children.find(hidden);
     if (it != parent->children.end()) {
       // The whiteout applies to lower layers only; this layer's entry stays.
-      if (it->second->node.attr.is_dir()) it->second->node.flags |= kFlagOpaque;
+      // A directory only implied by its children is then a new, empty one
+      // (not the lower directory with its attributes).
+      if (it->second->node.attr.is_dir())
+        it->second->node.flags = static_cast<uint8_t>(
+            (it->second->node.flags | kFlagOpaque) & ~kFlagImplicit);
       return Ok();
     }
     auto wh = std::make_shared<TreeNode>();

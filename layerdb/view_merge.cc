@@ -4,6 +4,7 @@
 
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace strata::layerdb {
 
@@ -18,6 +19,10 @@ class Merger {
 
   Status ApplyLayer(const TreeNode& layer_root) {
     copies_.clear();  // hardlink identity is per layer
+    // External links name a path in the layers below: resolve them before
+    // this layer changes the view (it may replace a target that sorts
+    // before the link).
+    STRATA_RETURN_IF_ERROR(ResolveExtLinks(layer_root));
     if (layer_root.node.is_opaque()) root_->children.clear();
     if (!(layer_root.node.flags & kFlagImplicit)) CopyAttrs(*root_, layer_root);
     return ApplyDir(*root_, layer_root);
@@ -56,6 +61,28 @@ class Merger {
     return n;
   }
 
+  Status ResolveExtLinks(const TreeNode& layer_root) {
+    ext_targets_.clear();
+    std::vector<const TreeNode*> dirs{&layer_root};
+    while (!dirs.empty()) {
+      const TreeNode* d = dirs.back();
+      dirs.pop_back();
+      for (const auto& [name, lchild] : d->children) {
+        const Node& ln = lchild->node;
+        if (ln.attr.is_dir()) dirs.push_back(lchild.get());
+        if (!(ln.flags & kFlagExtLink) || ext_targets_.contains(lchild.get()))
+          continue;
+        TreeNodePtr target = Resolve(ln.target);
+        if (!target || target->node.attr.is_dir())
+          return Error(ENOENT, "build view",
+                       "hardlink \"" + name + "\" to \"" + ln.target +
+                           "\": target is not in the layers below");
+        ext_targets_.emplace(lchild.get(), std::move(target));
+      }
+    }
+    return Ok();
+  }
+
   Status ApplyDir(TreeNode& view_dir, const TreeNode& layer_dir) {
     for (const auto& [name, lchild] : layer_dir.children) {
       const Node& ln = lchild->node;
@@ -64,12 +91,7 @@ class Merger {
         continue;
       }
       if (ln.flags & kFlagExtLink) {
-        TreeNodePtr target = Resolve(ln.target);
-        if (!target || target->node.attr.is_dir())
-          return Error(ENOENT, "build view",
-                       "hardlink \"" + name + "\" to \"" + ln.target +
-                           "\": target is not in the layers below");
-        view_dir.children[name] = target;
+        view_dir.children[name] = ext_targets_.at(lchild.get());
         continue;
       }
       if (!ln.attr.is_dir()) {
@@ -84,23 +106,26 @@ class Merger {
   Status ApplySubdir(TreeNode& view_dir, const std::string& name,
                      const TreeNode& ldir) {
     auto it = view_dir.children.find(name);
-    bool merge = it != view_dir.children.end() &&
-                 it->second->node.attr.is_dir() && !ldir.node.is_opaque();
+    const bool lower_dir =
+        it != view_dir.children.end() && it->second->node.attr.is_dir();
     TreeNodePtr dir;
-    if (merge) {
-      // Copy-on-write: a view dir is never shared, but copy to be safe.
-      dir = it->second;
-      if (!(ldir.node.flags & kFlagImplicit)) CopyAttrs(*dir, ldir);
+    if (lower_dir && !ldir.node.is_opaque()) {
+      dir = it->second;  // merge in place: view directories are never shared
     } else {
       dir = MakeDirNode(0755, 0);
-      if (!(ldir.node.flags & kFlagImplicit)) CopyAttrs(*dir, ldir);
+      // An implicit opaque directory (".wh..wh..opq" without an entry of
+      // its own) is the lower directory emptied: it keeps its attributes.
+      if (lower_dir) dir->node = it->second->node;
       view_dir.children[name] = dir;
     }
+    if (!(ldir.node.flags & kFlagImplicit)) CopyAttrs(*dir, ldir);
     return ApplyDir(*dir, ldir);
   }
 
   TreeNodePtr root_;
   std::unordered_map<const TreeNode*, TreeNodePtr> copies_;
+  // This layer's external links → their targets in the layers below.
+  std::unordered_map<const TreeNode*, TreeNodePtr> ext_targets_;
 };
 
 }  // namespace

@@ -106,6 +106,16 @@ void Txn::Abort() {
   txn_ = nullptr;
 }
 
+void Txn::Reset() {
+  if (txn_ != nullptr) mdb_txn_reset(txn_);
+}
+
+Status Txn::Renew() {
+  int rc = mdb_txn_renew(txn_);
+  if (rc != 0) return ToError(rc, "mdb_txn_renew");
+  return Ok();
+}
+
 Result<Cursor> Cursor::Open(const Txn& txn, MDB_dbi dbi) {
   Cursor c;
   int rc = mdb_cursor_open(txn.get(), dbi, &c.cur_);

@@ -95,6 +95,14 @@ class Txn {
   Status Commit() &&;
   void Abort();
 
+  // Read txns only: Reset() ends the snapshot but keeps the handle (and,
+  // with MDB_NOTLS, its reader slot); Renew() starts a new snapshot on it.
+  // This saves the malloc and slot lookup of BeginRead for a handle that is
+  // recycled per request (lmdb.h, mdb_txn_reset). Views from the old
+  // snapshot die at Reset(). A reset Txn may be destroyed.
+  void Reset();
+  Status Renew();
+
  private:
   MDB_txn* txn_ = nullptr;
 };
