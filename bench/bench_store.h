@@ -33,7 +33,7 @@ T Check(Result<T> r, const char* what) {
   }
   return std::move(*r);
 }
-inline void Check(Status s, const char* what) {
+inline void Check(const Status& s, const char* what) {
   if (!s) {
     std::fprintf(stderr, "bench set-up failed: %s: %s\n", what,
                  s.error().ToString().c_str());
@@ -63,6 +63,8 @@ class TempStore {
   }
   TempStore(const TempStore&) = delete;
   TempStore& operator=(const TempStore&) = delete;
+  TempStore(TempStore&&) = delete;
+  TempStore& operator=(TempStore&&) = delete;
 
   layerdb::Store& store() { return *store_; }
   const std::string& dir() const { return dir_; }

@@ -52,7 +52,11 @@ Result<bool> SameContent(int fd, std::string_view data) {
 
 }  // namespace
 
-Result<BlobStore> BlobStore::Open(const std::string& dir) {
+Result<BlobStore> BlobStore::Open(const std::string& dir, bool create) {
+  if (!create) {
+    STRATA_ASSIGN_OR_RETURN(UniqueFd fd, sys::Open(dir, O_RDONLY | O_DIRECTORY));
+    return BlobStore(dir, std::move(fd));
+  }
   STRATA_RETURN_IF_ERROR(sys::MakeDirs(dir + "/" + kTempDir));
   for (int i = 0; i < 256; ++i) {
     uint8_t b = static_cast<uint8_t>(i);
@@ -89,7 +93,12 @@ Result<UniqueFd> BlobStore::TempFile(std::string* temp_path) const {
   fd = ::mkostemp(path.data(), O_CLOEXEC);
   if (fd < 0) return Error::FromErrno("mkostemp", full);
   *temp_path = path.data();
-  ::fchmod(fd, 0444);
+  if (::fchmod(fd, 0444) != 0) {
+    Error e = Error::FromErrno("fchmod", full);
+    ::unlink(path.data());
+    ::close(fd);
+    return e;
+  }
   return UniqueFd(fd);
 }
 

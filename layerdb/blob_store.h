@@ -31,8 +31,9 @@ namespace strata::layerdb {
 
 class BlobStore {
  public:
-  // `dir` is created if missing, with its 256 fan-out subdirectories.
-  static Result<BlobStore> Open(const std::string& dir);
+  // With `create`, `dir` is created if missing, with its 256 fan-out
+  // subdirectories; without, it is only opened (read-only stores).
+  static Result<BlobStore> Open(const std::string& dir, bool create = true);
 
   BlobStore(BlobStore&&) = default;
   BlobStore& operator=(BlobStore&&) = default;
@@ -75,6 +76,7 @@ class BlobStore {
   Status ForEach(
       const std::function<Status(const BlobKey&, const std::string&)>& fn) const;
   // Removes temp files left by killed writers (named-temp fallback only).
+  // REQUIRES: no writer is running (the store's exclusive lock is held).
   Status RemoveStaleTemps() const;
 
  private:

@@ -296,18 +296,27 @@ Result<ImportedImage> ImportPlannedImage(Store& store, const OpenFn& open,
     total += sizes[i] * (NeedsPreVerify(plan, i) ? 2 : 1);
   STRATA_RETURN_IF_ERROR(VerifyLayers(open, plan, sizes, opts, base, total));
   ImportedImage out;
-  std::vector<TreeId> ids;
+  std::vector<TreeId> ids, created;
+  // Layers commit one by one; if a later one fails, the new ones committed
+  // so far are deleted again so that the store is left as it was.
+  auto undo = [&](const Error& e) -> Error {
+    if (Status s = store.DropUnusedLayers(created); !s)
+      return e.WithContext("(cleanup failed: " + s.error().ToString() + ")");
+    return e;
+  };
   for (size_t i = 0; i < plan.layers.size(); ++i) {
-    STRATA_ASSIGN_OR_RETURN(LayerInfo layer,
-                            ImportLayer(store, open, plan.layers[i], i > 0,
-                                        OffsetProgress(opts, base, total)));
+    auto layer = ImportLayer(store, open, plan.layers[i], i > 0,
+                             OffsetProgress(opts, base, total));
+    if (!layer) return undo(layer.error());
     base += sizes[i];
-    ids.push_back(layer.id);
-    out.layers.push_back(std::move(layer));
+    ids.push_back(layer->id);
+    if (!layer->reused) created.push_back(layer->id);
+    out.layers.push_back(std::move(*layer));
   }
-  STRATA_ASSIGN_OR_RETURN(
-      out.image,
-      store.CreateImage(plan.names[0], ids, plan.config, plan.manifest_digest));
+  auto image = store.CreateImage(plan.names[0], ids, plan.config,
+                                 plan.manifest_digest, plan.config_digest);
+  if (!image) return undo(image.error());
+  out.image = std::move(*image);
   for (size_t i = 1; i < plan.names.size(); ++i)
     STRATA_RETURN_IF_ERROR(store.Tag(out.image.name, plan.names[i]));
   return out;

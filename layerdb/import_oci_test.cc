@@ -724,6 +724,22 @@ TEST_F(ImportDockerArchiveTest, LinksCannotLeaveTheArchive) {
   }
 }
 
+// skopeo writes Docker schema 2 manifests into OCI layouts too.
+TEST_F(ImportDockerArchiveTest, DockerMediaTypesInALayout) {
+  std::string layout = dir_ + "/v2s2";
+  ASSERT_TRUE(Sh("skopeo --insecure-policy copy -q --format v2s2 oci:" +
+                     fixture_dir + "/img:latest oci:" + layout + ":latest",
+                 dir_ + "/skopeo.log"))
+      << ReadText(dir_ + "/skopeo.log");
+  auto r = Import(layout);
+  ASSERT_TRUE(r) << r.error().ToString();
+  ASSERT_EQ(r->layers.size(), 2u);
+  EXPECT_EQ(r->layers[0].media_type,
+            "application/vnd.docker.image.rootfs.diff.tar.gzip");
+  EXPECT_EQ(r->image.name, "v2s2:latest");
+  ExpectUmociView(r->image);
+}
+
 TEST_F(ImportDockerArchiveTest, NotAnArchive) {
   std::string file = dir_ + "/junk.tar";
   WriteText(file, std::string(4096, 'j'));

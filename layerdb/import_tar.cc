@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -89,10 +90,13 @@ la_ssize_t UncompressedRead(archive* inner, void* data, const void** out) {
 
 // Seconds + nanoseconds as i64 nanoseconds, clamped: a hostile header can
 // carry a time outside 1678..2262, which would overflow.
+// For times before 1970 libarchive gives the fraction with the sign of the
+// seconds ("-1.2" is -1 s and 200000000 ns), so it is subtracted then.
 int64_t ToNs(int64_t sec, long nsec) {
   int64_t ns;
+  int64_t frac = sec < 0 ? -static_cast<int64_t>(nsec) : nsec;
   if (__builtin_mul_overflow(sec, int64_t{1000000000}, &ns) ||
-      __builtin_add_overflow(ns, static_cast<int64_t>(nsec), &ns))
+      __builtin_add_overflow(ns, frac, &ns))
     return sec < 0 ? INT64_MIN : INT64_MAX;
   return ns;
 }
@@ -136,7 +140,7 @@ class TarLayerReader {
     info.compressed_digest = raw_.digest.FinishDigest();
     info.diff_id = uncompressed_->digest.FinishDigest();
     info.media_type = src_.media_type;
-    info.source = src_.label;
+    info.source = src_.source.empty() ? src_.label : src_.source;
     STRATA_RETURN_IF_ERROR(Verify(info));
     return store_.CommitLayer(builder_, std::move(info));
   }
@@ -202,12 +206,12 @@ class TarLayerReader {
     n.attr.uid = static_cast<uint32_t>(uid);
     n.attr.gid = static_cast<uint32_t>(gid);
     n.attr.mtime_ns = ToNs(archive_entry_mtime(e), archive_entry_mtime_nsec(e));
-    n.attr.atime_ns = archive_entry_atime_is_set(e)
-                          ? ToNs(archive_entry_atime(e), archive_entry_atime_nsec(e))
-                          : n.attr.mtime_ns;
-    n.attr.ctime_ns = archive_entry_ctime_is_set(e)
-                          ? ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e))
-                          : n.attr.mtime_ns;
+    // 0 = not recorded (most tars carry only mtime); readers show mtime
+    // then, and exports do not invent atime/ctime records.
+    if (archive_entry_atime_is_set(e))
+      n.attr.atime_ns = ToNs(archive_entry_atime(e), archive_entry_atime_nsec(e));
+    if (archive_entry_ctime_is_set(e))
+      n.attr.ctime_ns = ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e));
     ReadXattrs(e, n);
     // ACLs travel as SCHILY.acl.* records, not xattrs; the store keeps them
     // as the kernel's system.posix_acl_* xattrs.
@@ -336,6 +340,12 @@ class TarLayerReader {
   std::vector<char> chunk_ = std::vector<char>(kReadChunk);
 };
 
+std::string AbsolutePath(const std::string& path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  return ec ? path : abs.lexically_normal().string();
+}
+
 }  // namespace
 
 Result<LayerInfo> ImportTarSource(Store& store, const TarSource& src,
@@ -350,6 +360,7 @@ Result<LayerInfo> ImportTarLayer(Store& store, const std::string& path,
   UniqueFd owned;
   TarSource src;
   src.label = path == "-" ? "stdin" : path;
+  src.source = "tar:" + (path == "-" ? std::string("-") : AbsolutePath(path));
   src.allow_external_links = allow_external_links;
   if (path == "-") {
     src.fd = STDIN_FILENO;

@@ -54,9 +54,7 @@ class KeyBuf {
   std::string_view view() const { return std::string_view(buf_.data(), len_); }
 
  private:
-  // Not zeroed: only the first len_ bytes are ever read.
-  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-member-init)
-  std::array<char, kCapacity> buf_;
+  std::array<char, kCapacity> buf_{};
   size_t len_ = 0;
 };
 

@@ -6,7 +6,9 @@
 //  - `.wh.NAME` records a whiteout of NAME; `.wh..wh..opq` marks its directory
 //    opaque, wherever it appears in the stream; `.wh.` alone is an error.
 //  - A later member at an existing path replaces it; a directory over a
-//    directory only replaces the attributes.
+//    directory only replaces the attributes; a directory over a whiteout or
+//    a non-directory starts empty (opaque: the earlier member deleted the
+//    lower directory).
 //  - Missing parents are created as "implicit" directories, which do not
 //    override the attributes of a lower directory when the view is merged.
 //  - A member below a non-directory of this layer (a symlink, a file) is an

@@ -310,6 +310,21 @@ Status SweepBlobs(const Store& store, GcReport& report) {
 
 }  // namespace
 
+namespace {
+
+// Scratch directories of docker-archive imports (`tmp-import-*`) that a
+// SIGKILL left behind. Safe: gc holds the exclusive lock, so no import runs.
+Status RemoveImportScratch(const Store& store) {
+  STRATA_ASSIGN_OR_RETURN(auto names, sys::ListDir(store.root()));
+  for (const std::string& n : names) {
+    if (n.rfind("tmp-import-", 0) != 0) continue;
+    STRATA_RETURN_IF_ERROR(sys::RemoveTree(store.root() + "/" + n));
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<GcReport> CollectGarbage(Store& store) {
   // Importers hold the shared lock from their first blob to their commit, so
   // with the exclusive lock every blob on disk is either committed or
@@ -322,6 +337,7 @@ Result<GcReport> CollectGarbage(Store& store) {
   // unreferenced blobs (the next gc takes them), never a missing one.
   STRATA_RETURN_IF_ERROR(SweepBlobs(store, report));
   STRATA_RETURN_IF_ERROR(store.blobs().RemoveStaleTemps());
+  STRATA_RETURN_IF_ERROR(RemoveImportScratch(store));
   Log()->info("gc: done: layers={} views={} blobs={} bytes={}",
               report.layers_removed, report.views_removed, report.blobs_removed,
               report.bytes_freed);
@@ -430,18 +446,20 @@ Status FindStrayFiles(const Store& store, Findings& f) {
   STRATA_ASSIGN_OR_RETURN(auto top, sys::ListDir(dir));
   for (const std::string& name : top) {
     if (name == "tmp") continue;  // temp files of running or killed imports
+    std::string sub = dir;
+    sub.append("/").append(name);
     if (!IsFanoutName(name)) {
-      f.Note(dir + "/" + name + ": not part of the blob store");
+      f.Note(sub + ": not part of the blob store");
       continue;
     }
-    auto files = sys::ListDir(dir + "/" + name);
+    auto files = sys::ListDir(sub);
     if (!files) {
-      f.Note(dir + "/" + name + ": " + files.error().ToString());
+      f.Note(sub + ": " + files.error().ToString());
       continue;
     }
     for (const std::string& file : *files) {
       if (!BlobKey::FromHex(name + file))
-        f.Note(dir + "/" + name + "/" + file + ": not a blob name");
+        f.Note(sub + "/" + file + ": not a blob name");
     }
   }
   return Ok();
@@ -718,7 +736,10 @@ Result<DiskUsage> MeasureDiskUsage(const Store& store) {
     STRATA_ASSIGN_OR_RETURN(Catalog c, ReadCatalog(txn, d, nullptr));
     du.images = c.images.size();
     du.layers = c.layers.size();
+    // Each image once: a tag is another name, not another copy.
+    std::set<std::string> seen;
     for (const ImageInfo& img : c.images) {
+      if (!seen.insert(img.id).second) continue;
       if (auto v = c.views.find(img.view); v != c.views.end())
         du.logical_bytes += v->second.size;
     }

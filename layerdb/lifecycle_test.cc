@@ -75,7 +75,8 @@ class LifecycleTest : public ::testing::Test {
     return l ? *l : LayerInfo{};
   }
 
-  ImageInfo AddImage(const std::string& name, std::vector<TreeId> layers) {
+  ImageInfo AddImage(const std::string& name,
+                     const std::vector<TreeId>& layers) {
     auto img = store_->CreateImage(name, layers,
                                    nlohmann::json::object({{"n", name}}));
     EXPECT_TRUE(img) << img.error().ToString();

@@ -4,6 +4,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <ctime>
@@ -127,7 +129,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::string& root, Mode mode) {
     STRATA_ASSIGN_OR_RETURN(BlobStore b, BlobStore::Open(root + "/blobs"));
     blobs = std::make_unique<BlobStore>(std::move(b));
   } else {
-    auto b = BlobStore::Open(root + "/blobs");
+    auto b = BlobStore::Open(root + "/blobs", /*create=*/false);
     if (!b) return b.error().WithContext("store " + root);
     blobs = std::make_unique<BlobStore>(std::move(*b));
   }
@@ -154,7 +156,11 @@ Result<LayerInfo> Store::CommitLayer(const LayerBuilder& builder,
     STRATA_ASSIGN_OR_RETURN(auto existing, txn.Get(d.layer_by_diff, meta.diff_id));
     if (existing) {
       STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, *existing));
-      if (rec) return DecodeLayer(*rec);
+      if (rec) {
+        STRATA_ASSIGN_OR_RETURN(LayerInfo old, DecodeLayer(*rec));
+        old.reused = true;
+        return old;
+      }
     }
   }
   STRATA_ASSIGN_OR_RETURN(meta.id, index_.NewTreeId(txn));
@@ -206,14 +212,16 @@ Result<ViewInfo> Store::EnsureView(const std::vector<TreeId>& layers) {
 Result<ImageInfo> Store::CreateImage(std::string_view name,
                                      const std::vector<TreeId>& layers,
                                      nlohmann::json config,
-                                     std::string manifest_digest) {
+                                     std::string manifest_digest,
+                                     std::string config_digest) {
   STRATA_ASSIGN_OR_RETURN(std::string full, NormalizeImageName(name));
   STRATA_ASSIGN_OR_RETURN(ViewInfo view, EnsureView(layers));
   ImageInfo img;
   img.name = full;
   img.layers = layers;
   img.view = view.id;
-  img.id = ImageId(config, layers);
+  img.id = config_digest.empty() ? ImageId(config, layers)
+                                 : std::move(config_digest);
   img.config = std::move(config);
   img.manifest_digest = std::move(manifest_digest);
   img.created = Now();
@@ -311,6 +319,33 @@ Status Store::RemoveImage(std::string_view name) {
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
   STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(index_.dbis().images, img->name));
   (void)gone;
+  return std::move(txn).Commit();
+}
+
+Status Store::DropUnusedLayers(const std::vector<TreeId>& ids) {
+  STRATA_ASSIGN_OR_RETURN(auto images, ListImages());
+  STRATA_ASSIGN_OR_RETURN(auto views, ListViews());
+  auto used = [&](TreeId id) {
+    for (const ImageInfo& i : images)
+      if (std::find(i.layers.begin(), i.layers.end(), id) != i.layers.end())
+        return true;
+    for (const ViewInfo& v : views)
+      if (std::find(v.layers.begin(), v.layers.end(), id) != v.layers.end())
+        return true;
+    return false;
+  };
+  const Dbis& d = index_.dbis();
+  STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
+  for (TreeId id : ids) {
+    if (used(id)) continue;
+    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, IdKey(id)));
+    if (!rec) continue;
+    STRATA_ASSIGN_OR_RETURN(LayerInfo layer, DecodeLayer(*rec));
+    if (!layer.diff_id.empty())
+      STRATA_RETURN_IF_ERROR(txn.Del(d.layer_by_diff, layer.diff_id));
+    STRATA_RETURN_IF_ERROR(txn.Del(d.layers, IdKey(id)));
+    STRATA_RETURN_IF_ERROR(DeleteTree(txn, d, id));
+  }
   return std::move(txn).Commit();
 }
 

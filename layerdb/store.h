@@ -43,6 +43,9 @@ struct LayerInfo {
   uint64_t inodes = 0;
   uint64_t entries = 0;
   int64_t created = 0;            // unix seconds
+  // Not stored: set by CommitLayer when an existing layer (same diff_id) was
+  // returned instead of a new one.
+  bool reused = false;
 };
 
 struct ViewInfo {
@@ -95,11 +98,18 @@ class Store {
   Result<LayerInfo> CommitLayer(const LayerBuilder& builder, LayerInfo meta);
 
   // Names an image made of `layers` (bottom first); builds the view of that
-  // stack unless one exists. Replaces an image of the same name.
+  // stack unless one exists. Replaces an image of the same name. The image id
+  // is `config_digest` (the OCI image id: the digest of the config blob as
+  // distributed) when given, else computed from the config.
   Result<ImageInfo> CreateImage(std::string_view name,
                                 const std::vector<TreeId>& layers,
                                 nlohmann::json config,
-                                std::string manifest_digest = "");
+                                std::string manifest_digest = "",
+                                std::string config_digest = "");
+
+  // Deletes the layers among `ids` that no image and no view uses: the undo
+  // of a multi-layer import that failed after committing some of its layers.
+  Status DropUnusedLayers(const std::vector<TreeId>& ids);
 
   Result<std::optional<ImageInfo>> FindImage(std::string_view name) const;
   Result<std::vector<ImageInfo>> ListImages() const;

@@ -15,6 +15,7 @@ namespace strata::layerdb {
 struct TarSource {
   int fd = -1;               // read from the current position to EOF
   std::string label;         // names the input in errors ("layer sha256:…")
+  std::string source;        // LayerInfo::source; `label` when empty
   uint64_t total_bytes = 0;  // for progress; 0 if unknown
   // When set, the layer is only committed if these match (OCI verification).
   std::string expect_compressed_digest;

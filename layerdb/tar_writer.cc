@@ -333,9 +333,14 @@ Status TreeWriter::WriteNonDir(const Node& node, const TreeNode* inode,
 
 Status TreeWriter::WriteDir(const TreeNode& n, const std::string& path) {
   std::string member = path + "/";
-  SetAttrs(n.node, member);
-  STRATA_RETURN_IF_ERROR(SetXattrs(n.node, path));
-  STRATA_RETURN_IF_ERROR(Header(path));
+  // An implicit directory of a layer (only a parent of members) has no
+  // attributes of its own: writing it would make a re-import override the
+  // lower directory's attributes. Extractors create missing parents.
+  if (!(layer() && (n.node.flags & kFlagImplicit))) {
+    SetAttrs(n.node, member);
+    STRATA_RETURN_IF_ERROR(SetXattrs(n.node, path));
+    STRATA_RETURN_IF_ERROR(Header(path));
+  }
   // The marker follows its directory, as docker and containerd write it.
   if (layer() && n.node.is_opaque())
     STRATA_RETURN_IF_ERROR(WriteMarker(member + std::string(kOpaqueMarker)));

@@ -93,6 +93,8 @@ Result<TreeNodePtr> LoadTree(const lmdb::Txn& txn, const Dbis& dbis,
       STRATA_ASSIGN_OR_RETURN(kv, cur.Next());
     }
   }
+  if (by_ino.empty())
+    return Error(ENOENT, "load tree", "tree " + std::to_string(tree) + " does not exist");
   auto root = by_ino.find(1);
   if (root == by_ino.end())
     return Error(EIO, "load tree", "tree " + std::to_string(tree) + " has no root");

@@ -92,7 +92,7 @@ Result<std::optional<NodeView>> TreeReader::GetNode(TreeId tree,
   STRATA_ASSIGN_OR_RETURN(auto bytes, NodeBytes(tree, ino));
   if (!bytes) return std::optional<NodeView>();
   auto node = NodeView::Parse(*bytes);
-  if (!node) return Damaged("getattr", tree, ino, "malformed node record");
+  if (!node) return Damaged("get node", tree, ino, "malformed node record");
   return std::optional<NodeView>(*node);
 }
 

@@ -11,8 +11,10 @@
 // grows; lmdb.h "Caveats"). A per-worker reader may be recycled with Reset()
 // after each request and Renew() before the next.
 //
-// Lookup, GetAttr, GetNode, ReadLink and GetXattr do not allocate: keys are
-// built on the stack and results point into the memory map. Every
+// Lookup, GetAttr, GetNode, ReadLink, GetXattr and ListXattrs do not
+// allocate: keys are built on the stack and results point into the memory
+// map. ReadDir/ReadDirPlus allocate only LMDB's cursor, and Begin LMDB's txn
+// handle (Renew reuses it). Every
 // std::string_view and NodeView they return is valid until the reader ends
 // (is destroyed or Reset(); moving it keeps them valid); copy what must
 // outlive it.
@@ -30,9 +32,10 @@
 //
 // Thread-safety: a TreeReader is not thread-safe; one thread uses it at a
 // time. The environment is opened with MDB_NOTLS, so a reader may move to
-// another thread between calls, and any number of readers may be open at
-// once in any threads and processes; readers never block the writer or each
-// other. The Store must outlive every reader made from it.
+// another thread between calls, and many readers may be open at once in
+// any threads and processes (up to the reader-slot limit, then EAGAIN);
+// readers never block the writer or each other. The Store must outlive every
+// reader made from it.
 
 #include <cstdint>
 #include <optional>

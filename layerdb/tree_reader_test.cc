@@ -5,8 +5,11 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <new>
 #include <optional>
 #include <set>
 #include <span>
@@ -21,6 +24,31 @@
 #include "layerdb/base/sys.h"
 #include "layerdb/layer_builder.h"
 #include "layerdb/store.h"
+
+// Counts operator new calls while g_count_allocations is set, to check that
+// the read path does not allocate. Not under ASan, which must keep its own
+// operator new to check new/delete pairing.
+#ifndef __SANITIZE_ADDRESS__
+namespace {
+std::atomic<bool> g_count_allocations{false};
+std::atomic<int> g_allocations{0};
+}  // namespace
+
+void* operator new(size_t n) {
+  if (g_count_allocations) ++g_allocations;
+  void* p = std::malloc(n == 0 ? 1 : n);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+// noinline: inlined after a new-expression, g++ 12 takes free() for a
+// mismatched pair (-Wmismatched-new-delete).
+[[gnu::noinline]] void operator delete(void* p) noexcept {
+  std::free(p);
+}
+[[gnu::noinline]] void operator delete(void* p, size_t) noexcept {
+  std::free(p);
+}
+#endif
 
 namespace strata::layerdb {
 namespace {
@@ -595,6 +623,50 @@ TEST_F(TreeReaderTest, OpenContentFromBlobAndInline) {
   EXPECT_FALSE(inl.in_blob());
   EXPECT_EQ(inl.inline_data, "small bytes");
   EXPECT_EQ(inl.size, 11u);
+}
+
+TEST_F(TreeReaderTest, ReadPathDoesNotAllocate) {
+#ifdef __SANITIZE_ADDRESS__
+  GTEST_SKIP() << "allocation counting is off under AddressSanitizer";
+#else
+  LayerBuilder b;
+  Node f = Inline("data");
+  f.xattrs = {{"user.a", "1"}};
+  const std::string long_name(200, 'n');
+  Add(b, "dir/" + long_name, f);
+  Add(b, "dir/link", Symlink("target"));
+  TreeId view = View({Commit(b)});
+  TreeReader r = Reader();
+  const uint64_t dir = Ino(r, view, "dir");
+  const uint64_t link = Ino(r, view, "dir/link");
+  int entries = 0;
+  g_allocations = 0;
+  g_count_allocations = true;
+  auto hit = r.Lookup(view, dir, long_name);
+  auto miss = r.Lookup(view, dir, "absent-and-longer-than-sso");
+  auto attr = r.GetAttr(view, dir);
+  auto node = r.GetNode(view, link);
+  auto target = r.ReadLink(view, link);
+  auto xattr = r.GetXattr(view, hit->value().ino, "user.a");
+  Status listed =
+      r.ReadDirPlus(view, dir, 0, [&](const DirEntry&, const Attr&) {
+        ++entries;
+        return true;
+      });
+  g_count_allocations = false;
+  EXPECT_EQ(g_allocations, 0);
+  ASSERT_TRUE(hit && *hit);
+  ASSERT_TRUE(miss);
+  EXPECT_FALSE(*miss);
+  EXPECT_TRUE(attr && *attr);
+  EXPECT_TRUE(node && *node);
+  ASSERT_TRUE(target && *target);
+  EXPECT_EQ(**target, "target");
+  ASSERT_TRUE(xattr && *xattr);
+  EXPECT_EQ(**xattr, "1");
+  EXPECT_TRUE(listed);
+  EXPECT_EQ(entries, 2);
+#endif
 }
 
 TEST_F(TreeReaderTest, AReaderIsASnapshotAndRenewMovesIt) {

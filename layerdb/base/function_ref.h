@@ -22,22 +22,33 @@
 
 namespace strata {
 
+namespace internal {
+// What a FunctionRef<R(Args...)> may refer to: a callable object other than
+// a FunctionRef itself (whose copy constructor applies instead).
+template <class F, class Self, class R, class... Args>
+concept FunctionRefTarget = !std::is_same_v<std::remove_cvref_t<F>, Self> &&
+                            std::is_object_v<std::remove_reference_t<F>> &&
+                            std::is_invocable_r_v<R, F&, Args...>;
+}  // namespace internal
+
 template <class Signature>
 class FunctionRef;
 
 template <class R, class... Args>
 class FunctionRef<R(Args...)> {
  public:
-  template <class F>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, FunctionRef> &&
-           std::is_object_v<std::remove_reference_t<F>> &&
-           std::is_invocable_r_v<R, F&, Args...>) FunctionRef(F&& f)
-  noexcept  // NOLINT(google-explicit-constructor)
+  // Implicit, so that a lambda can be passed where a FunctionRef is taken.
+  template <internal::FunctionRefTarget<FunctionRef, R, Args...> F>
+  // NOLINTNEXTLINE(google-explicit-constructor,bugprone-forwarding-reference-overload)
+  FunctionRef(F&& f) noexcept
       : obj_(const_cast<void*>(static_cast<const void*>(std::addressof(f)))),
         call_(&Call<std::remove_reference_t<F>>) {}
 
   FunctionRef(const FunctionRef&) noexcept = default;
   FunctionRef& operator=(const FunctionRef&) noexcept = default;
+  FunctionRef(FunctionRef&&) noexcept = default;
+  FunctionRef& operator=(FunctionRef&&) noexcept = default;
+  ~FunctionRef() = default;
 
   R operator()(Args... args) const {
     return call_(obj_, std::forward<Args>(args)...);

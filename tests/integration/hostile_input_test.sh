@@ -10,13 +10,14 @@
 need_tools python3 tar zstd
 need_strata
 setup_work
-STORE=$WORK/store
+STORE=$STORES/store
 corpus=$WORK/corpus
 step "make-corpus" python3 "$FIXTURES/hostile/make-corpus" "$corpus"
 
 # Places a member could reach if paths were not contained: the importer runs in
-# $WORK/cwd, the store is $WORK/store.
-escapes=("$WORK/evil" "$WORK/cwd/evil" "$WORK/tmp/evil" /etc/evil /evil /tmp/evil "$WORK/etc/passwd")
+# $WORK/cwd, the store is $STORES/store.
+escapes=("$WORK/evil" "$WORK/cwd/evil" "$WORK/tmp/evil" "$STORES/evil" "$STORES/etc/passwd" "$STORES/tmp/evil"
+  /etc/evil /evil /tmp/evil "$WORK/etc/passwd")
 preexisting=()
 for f in "${escapes[@]}"; do
   if [[ -e $f ]]; then preexisting+=("$f"); fi
@@ -103,8 +104,11 @@ if (($(count_blobs "$STORE") != 0)); then
   echo "  $(count_blobs "$STORE") blobs left in $STORE/blobs after gc with no image"
   problems=$((problems + 1))
 fi
-((problems == 0)) || fail "$problems problems with hostile inputs (listed above)"
-note "every hostile input refused; store empty and clean"
+if ((problems == 0)); then
+  note "every hostile input refused; store empty and clean"
+else
+  note "$problems problems with hostile inputs (listed above); going on with the positive controls"
+fi
 
 # --- the positive controls ------------------------------------------------------------
 step "strata import tar good.tar" st import tar "$corpus/good.tar" --name good:1
@@ -132,4 +136,5 @@ step "strata import oci oci-good" st import oci "$corpus/oci-good" --name oci-go
 step "strata export --flatten + GNU tar extract (oci-good)" flat_tree oci-good:1 "$WORK/oci-good"
 step "compare: oci-good vs good.tar" tree_cmp --no-root "$WORK/good" "$WORK/oci-good"
 step "strata fsck" st fsck
+((problems == 0)) || fail "$problems problems with hostile inputs (listed above); positive controls fine"
 note PASS

@@ -13,12 +13,14 @@ export STRATA_TEST_CACHE=${STRATA_TEST_CACHE:-/var/cache/strata-test}
 TEST_NAME=$(basename "$0" .sh)
 TREECMP=$STRATA_SRC/tests/integration/treecmp.py
 FIXTURES=$STRATA_SRC/tests/fixtures
-WORK='' # set by setup_work
+WORK='' STORES='' # set by setup_work
 BG_PIDS=() # background processes that cleanup must not leave behind
 
 note() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
 fail() {
-  printf '[%s] FAIL: %s\n' "$TEST_NAME" "$*" >&2
+  local more=''
+  if ((${PROBLEMS:-0} > 0)); then more=" (and ${PROBLEMS} failed checks before: PROBLEM lines above)"; fi
+  printf '[%s] FAIL: %s%s\n' "$TEST_NAME" "$*" "$more" >&2
   exit 1
 }
 skip() {
@@ -37,27 +39,56 @@ need_strata() {
   [[ -x $STRATA_BIN ]] || fail "STRATA_BIN=$STRATA_BIN is not an executable (build strata first)"
 }
 
-# setup_work: a private work directory $WORK, removed on exit with any background process
-# still registered in BG_PIDS. STRATA_KEEP_WORK=1 keeps it (its path is printed).
+# setup_work: private directories, removed on exit with any background process still
+# registered in BG_PIDS (STRATA_KEEP_WORK=1 keeps them; their paths are printed):
+#   $STORES  on disk (${TMPDIR:-/tmp}): strata stores go here, as on a real machine;
+#   $WORK    for everything else (reference trees, extractions, exports): on a tmpfs
+#            when one with room and with user/trusted xattrs and ACLs is at hand
+#            ($STRATA_TEST_SCRATCH, else /dev/shm), because deleting tens of thousands of
+#            files from a disk mounted with `discard` takes minutes; else under $STORES.
 setup_work() {
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-$TEST_NAME.XXXXXX")
+  STORES=$(mktemp -d "${TMPDIR:-/tmp}/strata-$TEST_NAME.XXXXXX")
   trap cleanup EXIT
+  local base
+  for base in ${STRATA_TEST_SCRATCH:-} /dev/shm; do
+    if scratch_ok "$base"; then
+      WORK=$(mktemp -d "$base/strata-$TEST_NAME.XXXXXX")
+      return
+    fi
+  done
+  WORK=$STORES/work
+  mkdir "$WORK"
+}
+# scratch_ok DIR: DIR is a tmpfs with 4 GiB free that keeps xattrs and ACLs.
+scratch_ok() {
+  [[ -d $1 && -w $1 ]] || return 1
+  [[ $(stat -f -c %T "$1") == tmpfs ]] || return 1
+  (($(df -k --output=avail "$1" | tail -1) > 4 * 1024 * 1024)) || return 1
+  local probe ok=1
+  probe=$(mktemp "$1/strata-probe.XXXXXX") || return 1
+  setfattr -n user.probe -v 1 "$probe" 2>/dev/null || ok=0
+  if ((EUID == 0)); then setfattr -n trusted.probe -v 1 "$probe" 2>/dev/null || ok=0; fi
+  setfacl -m u:1:r "$probe" 2>/dev/null || ok=0
+  rm -f "$probe"
+  ((ok))
 }
 cleanup() {
-  local rc=$? pid
+  local rc=$? pid dir
   for pid in "${BG_PIDS[@]}"; do
     if kill -0 "$pid" 2>/dev/null; then
       kill -KILL "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
     fi
   done
-  if [[ -n $WORK && -d $WORK ]]; then
-    if [[ ${STRATA_KEEP_WORK:-0} == 1 ]]; then
-      note "kept work directory $WORK"
-    else
-      rm -rf --one-file-system "$WORK"
+  for dir in "$WORK" "$STORES"; do
+    if [[ -n $dir && -d $dir ]]; then
+      if [[ ${STRATA_KEEP_WORK:-0} == 1 ]]; then
+        note "kept $dir"
+      else
+        rm -rf --one-file-system "$dir"
+      fi
     fi
-  fi
+  done
   exit "$rc"
 }
 
@@ -95,7 +126,34 @@ step() {
   ((rc == 0)) || fail "$label: \`$*\` exited $rc"
 }
 
+# check LABEL CMD...: like step, but a failure is recorded (a PROBLEM line) and the test
+# goes on; finish then fails. For checks whose failure does not stop the later ones.
+PROBLEMS=0
+check() {
+  local label=$1 start rc
+  shift
+  start=$EPOCHREALTIME
+  set +e
+  (
+    set -e
+    "$@"
+  )
+  rc=$?
+  set -e
+  printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" "$label"
+  if ((rc != 0)); then
+    printf '[%s] PROBLEM: %s: `%s` exited %d\n' "$TEST_NAME" "$label" "$*" "$rc"
+    PROBLEMS=$((PROBLEMS + 1))
+  fi
+}
+# finish START: pass (printing the time since START), or fail if a check failed.
+finish() {
+  ((PROBLEMS == 0)) || fail "checks failed"
+  note "PASS in $(elapsed "$1")s"
+}
+
 # The strata CLI on the store $STORE (or another store: STORE=DIR st ...).
+# shellcheck disable=SC2153 # STORE is set by each test
 st() { "$STRATA_BIN" --root "$STORE" "$@"; }
 
 # gnu_extract TAR DIR: extract TAR into DIR (created) the way the references are made.

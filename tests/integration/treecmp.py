@@ -158,7 +158,7 @@ def compare(a, b, opts):
         if ka == "symlink":
             la, lb = os.readlink(pa), os.readlink(pb)
             if la != lb:
-                diff(rel, "symlink target", repr(la), repr(lb))
+                diff(rel, "symlink target", show(la), show(lb))
         if ka in ("chardev", "blockdev") and sa.st_rdev != sb.st_rdev:
             diff(rel, "rdev", f"{os.major(sa.st_rdev)},{os.minor(sa.st_rdev)}",
                  f"{os.major(sb.st_rdev)},{os.minor(sb.st_rdev)}")

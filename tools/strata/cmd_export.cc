@@ -62,8 +62,9 @@ Result<int> Export(const GlobalOptions& global, const ExportArgs& a) {
   STRATA_RETURN_IF_ERROR(Validate(a));
   STRATA_ASSIGN_OR_RETURN(auto store,
                           OpenStore(global, Store::Mode::kReadOnly));
-  // Shared: gc must not remove blobs while they are being read.
-  STRATA_ASSIGN_OR_RETURN(UniqueFd lock, store->LockShared());
+  // The exporters take the store's shared lock themselves (gc must not
+  // remove blobs while they are read), and go on without it in a store the
+  // caller may only read.
   if (!a.layer.empty()) return ExportLayer(*store, a);
   return ExportImage(*store, a);
 }
