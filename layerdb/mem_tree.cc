@@ -5,9 +5,10 @@
 namespace strata::layerdb {
 
 Result<std::vector<std::string_view>> SplitMemberPath(std::string_view path) {
-  auto fail = [&](int code, const char* why) {
-    std::string shown(path.substr(0, 200));
-    if (path.size() > 200) shown += "...";
+  const std::string_view whole = path;
+  auto fail = [whole](int code, const char* why) {
+    std::string shown(whole.substr(0, 200));
+    if (whole.size() > 200) shown += "...";
     return Error(code, "member name", "\"" + shown + "\": " + why);
   };
   if (path.size() > kMaxPathLen) return fail(ENAMETOOLONG, "path too long");

@@ -33,7 +33,7 @@ inline constexpr uint8_t kFlagExtLink = 32;   // layer: hardlink to a lower path
 // Files up to this size are stored inline in the index instead of as blobs.
 // Measured by bench/small_file_bench.cc (warm caches, CPU time): an inline
 // read (read txn + get + copy) takes ~0.3 us from 256 B to 4 KiB, a blob
-// read (open + read + close) ~3.1 us, so inline always wins the read. The
+// read (open + read + close) ~3 us, so inline always wins the read. The
 // limit is set by the index instead:
 //  - A record over ~2 KiB leaves the B-tree leaf for whole 4 KiB overflow
 //    pages: 2 KiB inline costs 8.4 KB of index per file (its layer record
@@ -43,8 +43,8 @@ inline constexpr uint8_t kFlagExtLink = 32;   // layer: hardlink to a lower path
 //    shared. At 1 KiB a file costs 2.9 KB (layer + view), so up to three
 //    trees holding it cost no more than one blob; at 1.5 KiB, 4.3 KB.
 //  - Inline bytes dilute the node records every getattr reads: 10,000 files
-//    with 1 KiB inline each ~0.42-0.52 us per getattr, ~0.26 us without,
-//    ~0.6 us from 1.5 KiB up (BM_GetAttrInlineLoad).
+//    with 1 KiB inline each ~0.4-0.5 us per getattr, ~0.26 us without,
+//    ~0.5-0.6 us from 1.5 KiB up (BM_GetAttrInlineLoad).
 inline constexpr uint64_t kInlineMaxBytes = 1024;
 
 // Fixed-size attributes, as in struct stat. `mode` includes the S_IFMT bits.

@@ -54,7 +54,7 @@ cases=(
 )
 problems=0 i=0
 start=$EPOCHREALTIME
-cd "$WORK/cwd"
+cd "$WORK/cwd" || fail "cannot cd to $WORK/cwd"
 for c in "${cases[@]}"; do
   IFS='|' read -r input kind want <<<"$c"
   i=$((i + 1))
@@ -63,7 +63,7 @@ for c in "${cases[@]}"; do
     problems=$((problems + 1))
   fi
 done
-cd "$WORK"
+cd "$WORK" || fail "cannot cd to $WORK"
 printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" "${#cases[@]} hostile imports"
 
 for f in "${escapes[@]}"; do

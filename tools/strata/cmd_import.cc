@@ -76,14 +76,19 @@ Result<int> ImportTar(const GlobalOptions& global, const ImportArgs& a) {
 }
 
 // "LAYOUT:REF" names a ref only when LAYOUT is an existing directory, so
-// that a layout path containing ':' still works.
+// that a layout path containing ':' still works. The ref may itself hold a
+// ':' ("dir:bookworm:latest"), so the first split that names a directory
+// wins; the whole argument as a directory wins over any split.
 std::pair<std::string, std::string> SplitLayoutRef(const std::string& arg) {
-  size_t colon = arg.rfind(':');
-  if (colon == std::string::npos) return {arg, ""};
   std::error_code ec;
-  std::string dir = arg.substr(0, colon);
-  if (!std::filesystem::is_directory(dir, ec)) return {arg, ""};
-  return {dir, arg.substr(colon + 1)};
+  if (std::filesystem::is_directory(arg, ec)) return {arg, ""};
+  for (size_t colon = arg.find(':'); colon != std::string::npos;
+       colon = arg.find(':', colon + 1)) {
+    std::string dir = arg.substr(0, colon);
+    if (std::filesystem::is_directory(dir, ec))
+      return {dir, arg.substr(colon + 1)};
+  }
+  return {arg, ""};
 }
 
 Result<int> ImportOci(const GlobalOptions& global, const ImportArgs& a) {
