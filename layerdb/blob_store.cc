@@ -54,7 +54,8 @@ Result<bool> SameContent(int fd, std::string_view data) {
 
 Result<BlobStore> BlobStore::Open(const std::string& dir, bool create) {
   if (!create) {
-    STRATA_ASSIGN_OR_RETURN(UniqueFd fd, sys::Open(dir, O_RDONLY | O_DIRECTORY));
+    STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
+                            sys::Open(dir, O_RDONLY | O_DIRECTORY));
     return BlobStore(dir, std::move(fd));
   }
   STRATA_RETURN_IF_ERROR(sys::MakeDirs(dir + "/" + kTempDir));
@@ -64,8 +65,7 @@ Result<BlobStore> BlobStore::Open(const std::string& dir, bool create) {
     if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST)
       return Error::FromErrno("mkdir", sub);
   }
-  STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
-                          sys::Open(dir, O_RDONLY | O_DIRECTORY));
+  STRATA_ASSIGN_OR_RETURN(UniqueFd fd, sys::Open(dir, O_RDONLY | O_DIRECTORY));
   return BlobStore(dir, std::move(fd));
 }
 
@@ -78,8 +78,8 @@ Result<UniqueFd> BlobStore::OpenBlob(const BlobKey& key) const {
 }
 
 Result<UniqueFd> BlobStore::TempFile(std::string* temp_path) const {
-  int fd = ::openat(dirfd_.get(), kTempDir, O_TMPFILE | O_RDWR | O_CLOEXEC,
-                    0444);
+  int fd =
+      ::openat(dirfd_.get(), kTempDir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0444);
   if (fd >= 0) return UniqueFd(fd);
   if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
     return Error::FromErrno("open", dir_ + "/" + kTempDir);
@@ -169,11 +169,12 @@ Result<BlobKey> BlobStore::Writer::Commit() {
   return key;
 }
 
-Status BlobStore::Sync() const { return sys::SyncFs(dirfd_.get()); }
+Status BlobStore::Sync() const {
+  return sys::SyncFs(dirfd_.get());
+}
 
 Status BlobStore::ForEach(
-    const std::function<Status(const BlobKey&, const std::string&)>& fn)
-    const {
+    const std::function<Status(const BlobKey&, const std::string&)>& fn) const {
   for (int i = 0; i < 256; ++i) {
     uint8_t b = static_cast<uint8_t>(i);
     std::string prefix = HexEncode(&b, 1);
@@ -195,7 +196,8 @@ Status BlobStore::ForEach(
 Status BlobStore::RemoveStaleTemps() const {
   std::string tmp = dir_ + "/" + kTempDir;
   STRATA_ASSIGN_OR_RETURN(auto names, sys::ListDir(tmp));
-  for (const std::string& n : names) ::unlinkat(dirfd_.get(), (std::string(kTempDir) + "/" + n).c_str(), 0);
+  for (const std::string& n : names)
+    ::unlinkat(dirfd_.get(), (std::string(kTempDir) + "/" + n).c_str(), 0);
   return Ok();
 }
 

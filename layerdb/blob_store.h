@@ -73,8 +73,8 @@ class BlobStore {
   Status Sync() const;
 
   // Calls fn(key, path) for every blob file (gc, fsck, df).
-  Status ForEach(
-      const std::function<Status(const BlobKey&, const std::string&)>& fn) const;
+  Status ForEach(const std::function<Status(const BlobKey&,
+                                            const std::string&)>& fn) const;
   // Removes temp files left by killed writers (named-temp fallback only).
   // REQUIRES: no writer is running (the store's exclusive lock is held).
   Status RemoveStaleTemps() const;
@@ -83,7 +83,8 @@ class BlobStore {
   BlobStore(std::string dir, UniqueFd dirfd)
       : dir_(std::move(dir)), dirfd_(std::move(dirfd)) {}
   // Links `fd` (content == `data` if non-null) under `key` or a free variant.
-  Result<BlobKey> LinkInto(int fd, const std::string& temp_path, BlobKey key) const;
+  Result<BlobKey> LinkInto(int fd, const std::string& temp_path,
+                           BlobKey key) const;
   Result<UniqueFd> TempFile(std::string* temp_path) const;
 
   std::string dir_;

@@ -133,9 +133,9 @@ TEST_F(ExportOciTest, WritesAVerifiableLayout) {
   }
   auto top = ReadTar(Blob(dir, manifest["layers"][1]["digest"]));
   // Implicit parents (etc/, var/) are not written.
-  EXPECT_EQ(Paths(top), (std::vector<std::string>{
-                            "etc/.wh.gone", "var/cache/",
-                            "var/cache/.wh..wh..opq", "var/cache/new"}));
+  EXPECT_EQ(Paths(top), (std::vector<std::string>{"etc/.wh.gone", "var/cache/",
+                                                  "var/cache/.wh..wh..opq",
+                                                  "var/cache/new"}));
   EXPECT_EQ(Find(top, "var/cache/new")->data, "new");
 }
 

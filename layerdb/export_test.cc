@@ -275,10 +275,9 @@ TEST_F(ExportTest, LayerTarWritesWhiteoutsOpaqueDirsAndExternalLinks) {
   auto members = ReadTar(Out("layer.tar"));
   // Implicit parents (etc/, usr/bin/) are not members: they have no
   // attributes of their own, and extractors create missing parents.
-  ASSERT_EQ(Paths(members),
-            (std::vector<std::string>{"etc/.wh.passwd", "usr/",
-                                      "usr/.wh..wh..opq", "usr/bin/tool",
-                                      "usr/bin/tool2"}));
+  ASSERT_EQ(Paths(members), (std::vector<std::string>{
+                                "etc/.wh.passwd", "usr/", "usr/.wh..wh..opq",
+                                "usr/bin/tool", "usr/bin/tool2"}));
   EXPECT_EQ(members[0].mode, static_cast<uint32_t>(S_IFREG | 0644));
   EXPECT_EQ(members[0].size, 0);
   EXPECT_EQ(members[1].mtime_nsec, kT % 1000000000);

@@ -1,9 +1,9 @@
 #include "layerdb/hash.h"
 
+#include <new>
+
 #include <openssl/evp.h>
 #include <xxhash.h>
-
-#include <new>
 
 namespace strata::layerdb {
 
@@ -26,12 +26,15 @@ BlobKey FromHash(XXH128_hash_t h) {
   XXH128_canonicalFromHash(&c, h);
   BlobKey k;
   static_assert(sizeof c.digest == 16);
-  for (size_t i = 0; i < 16; ++i) k.hash[i] = c.digest[i];
+  for (size_t i = 0; i < 16; ++i)
+    k.hash[i] = c.digest[i];
   return k;
 }
 }  // namespace
 
-BlobKey Xxh128::Finish() { return FromHash(XXH3_128bits_digest(state_)); }
+BlobKey Xxh128::Finish() {
+  return FromHash(XXH3_128bits_digest(state_));
+}
 
 BlobKey Xxh128::Of(std::string_view data) {
   return FromHash(XXH3_128bits(data.data(), data.size()));
@@ -42,7 +45,9 @@ Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
   EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
 }
 
-Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+Sha256::~Sha256() {
+  EVP_MD_CTX_free(ctx_);
+}
 
 void Sha256::Update(const void* data, size_t len) {
   EVP_DigestUpdate(ctx_, data, len);

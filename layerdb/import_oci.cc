@@ -14,6 +14,7 @@
 
 #include "layerdb/base/sys.h"
 #include "layerdb/hash.h"
+#include "layerdb/hashing_input.h"
 #include "layerdb/importers.h"
 #include "layerdb/oci_manifest.h"
 #include "layerdb/tar_import.h"
@@ -65,33 +66,6 @@ Result<LayerFile> OpenLayer(const oci::OpenFn& open, const LayerPlan& layer) {
   return LayerFile{std::move(*fd), static_cast<uint64_t>(st.st_size)};
 }
 
-// The raw file, hashed on the way, as ImportTarSource reads it.
-struct HashingInput {
-  int fd = -1;
-  const ImportOptions* opts = nullptr;
-  uint64_t done = 0;
-  Sha256 digest;
-  std::vector<char> buf = std::vector<char>(kReadChunk);
-  int error = 0;
-};
-
-la_ssize_t HashingRead(archive*, void* data, const void** out) {
-  auto* in = static_cast<HashingInput*>(data);
-  for (;;) {
-    ssize_t n = ::read(in->fd, in->buf.data(), in->buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      in->error = errno;
-      return -1;
-    }
-    in->digest.Update(in->buf.data(), static_cast<size_t>(n));
-    in->done += static_cast<uint64_t>(n);
-    if (in->opts->progress) in->opts->progress(in->done, 0);
-    *out = in->buf.data();
-    return n;
-  }
-}
-
 Error VerifyReadError(archive* a, const HashingInput& in,
                       const std::string& label) {
   if (in.error != 0) return Error(in.error, "read", label);
@@ -139,9 +113,7 @@ Status VerifyLayerDigest(int fd, const LayerPlan& layer, uint64_t size,
 // decompressed stream, compression detected as ImportTarSource does) and
 // compares them with the plan, without parsing or storing anything.
 Status VerifyLayer(int fd, const LayerPlan& layer, const ImportOptions& opts) {
-  HashingInput in;
-  in.fd = fd;
-  in.opts = &opts;
+  HashingInput in(fd, &opts, 0);
   std::unique_ptr<archive, decltype(&archive_read_free)> a(archive_read_new(),
                                                            &archive_read_free);
   archive_read_support_filter_all(a.get());

@@ -1,5 +1,3 @@
-#include <archive.h>
-#include <archive_entry.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -11,10 +9,13 @@
 #include <string>
 #include <vector>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <spdlog/spdlog.h>
 
 #include "layerdb/base/sys.h"
 #include "layerdb/hash.h"
+#include "layerdb/hashing_input.h"
 #include "layerdb/importers.h"
 #include "layerdb/layer_builder.h"
 #include "layerdb/posix_acl.h"
@@ -30,36 +31,6 @@ constexpr int64_t kBufferedMaxBytes = 16 << 20;
 constexpr size_t kReadChunk = 1 << 20;
 
 using ArchivePtr = std::unique_ptr<archive, decltype(&archive_read_free)>;
-
-// The raw input: the file as given, hashed on the way (the OCI blob digest).
-struct RawInput {
-  RawInput(int f, const ImportOptions* o, uint64_t t)
-      : fd(f), opts(o), total(t) {}
-  int fd;
-  const ImportOptions* opts;
-  uint64_t total;
-  uint64_t done = 0;
-  Sha256 digest;
-  std::vector<char> buf = std::vector<char>(kReadChunk);
-  int error = 0;
-};
-
-la_ssize_t RawRead(archive*, void* data, const void** out) {
-  auto* in = static_cast<RawInput*>(data);
-  for (;;) {
-    ssize_t n = ::read(in->fd, in->buf.data(), in->buf.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      in->error = errno;
-      return -1;
-    }
-    in->digest.Update(in->buf.data(), static_cast<size_t>(n));
-    in->done += static_cast<uint64_t>(n);
-    if (in->opts->progress) in->opts->progress(in->done, in->total);
-    *out = in->buf.data();
-    return n;
-  }
-}
 
 // The decompressed tar stream, hashed on the way (the OCI diff_id). It is
 // read from the outer archive (format "raw", every filter), and feeds the
@@ -106,7 +77,7 @@ Error ArchiveError(archive* a, const std::string& label, const char* op) {
   int code = archive_errno(a);
   // libarchive reports damaged input as -1, EILSEQ or EINVAL; to a caller
   // they all mean "the input is broken". Read errors of the file itself are
-  // reported from RawInput with their real errno.
+  // reported from HashingInput with their real errno.
   if (code != ENOMEM) code = EIO;
   return Error(code, op, label + ": " + (msg != nullptr ? msg : "unreadable"));
 }
@@ -150,7 +121,8 @@ class TarLayerReader {
     archive* o = outer_.get();
     archive_read_support_filter_all(o);
     archive_read_support_format_raw(o);
-    if (archive_read_open(o, &raw_, nullptr, RawRead, nullptr) != ARCHIVE_OK)
+    if (archive_read_open(o, &raw_, nullptr, HashingRead, nullptr) !=
+        ARCHIVE_OK)
       return RawError("open");
     archive_entry* e;
     int rc = archive_read_next_header(o, &e);
@@ -189,7 +161,8 @@ class TarLayerReader {
 
   Status AddMember(archive_entry* e) {
     const char* name = archive_entry_pathname(e);
-    if (name == nullptr) return Error(EINVAL, "member", "member without a name");
+    if (name == nullptr)
+      return Error(EINVAL, "member", "member without a name");
     if (const char* link = archive_entry_hardlink(e); link != nullptr)
       return builder_.AddHardlink(name, link);
     STRATA_ASSIGN_OR_RETURN(Node node, NodeFromEntry(e, name));
@@ -202,23 +175,33 @@ class TarLayerReader {
     n.attr.mode = static_cast<uint32_t>(type | (archive_entry_perm(e) & 07777));
     int64_t uid = archive_entry_uid(e), gid = archive_entry_gid(e);
     if (uid < 0 || uid > UINT32_MAX || gid < 0 || gid > UINT32_MAX)
-      return Error(EINVAL, "member", std::string(name) + ": owner out of range");
+      return Error(EINVAL, "member",
+                   std::string(name) + ": owner out of range");
     n.attr.uid = static_cast<uint32_t>(uid);
     n.attr.gid = static_cast<uint32_t>(gid);
     n.attr.mtime_ns = ToNs(archive_entry_mtime(e), archive_entry_mtime_nsec(e));
     // 0 = not recorded (most tars carry only mtime); readers show mtime
     // then, and exports do not invent atime/ctime records.
     if (archive_entry_atime_is_set(e))
-      n.attr.atime_ns = ToNs(archive_entry_atime(e), archive_entry_atime_nsec(e));
+      n.attr.atime_ns =
+          ToNs(archive_entry_atime(e), archive_entry_atime_nsec(e));
     if (archive_entry_ctime_is_set(e))
-      n.attr.ctime_ns = ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e));
+      n.attr.ctime_ns =
+          ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e));
     ReadXattrs(e, n);
     // ACLs travel as SCHILY.acl.* records, not xattrs; the store keeps them
     // as the kernel's system.posix_acl_* xattrs.
-    STRATA_ASSIGN_OR_RETURN(ArchiveAcls acls, AclXattrsFromArchiveEntry(e));
-    if (!acls.xattrs.empty()) {
-      n.attr.mode = static_cast<uint32_t>(type | (acls.mode & 07777));
-      for (Xattr& x : acls.xattrs) n.xattrs.push_back(std::move(x));
+    // A tar made with --xattrs may also carry the numeric binary form as
+    // SCHILY.xattr.system.posix_acl_*: that one wins.
+    auto acls = AclXattrsFromArchiveEntry(e);
+    if (!acls) return acls.error().WithContext(name);
+    for (Xattr& x : acls->xattrs) {
+      bool have = std::any_of(n.xattrs.begin(), n.xattrs.end(),
+                              [&](const Xattr& o) { return o.name == x.name; });
+      if (have) continue;
+      if (x.name == kAclAccessXattr)
+        n.attr.mode = static_cast<uint32_t>(type | (acls->mode & 07777));
+      n.xattrs.push_back(std::move(x));
     }
     switch (type) {
       case AE_IFREG:
@@ -232,15 +215,17 @@ class TarLayerReader {
       }
       case AE_IFCHR:
       case AE_IFBLK:
-        n.attr.rdev = makedev(static_cast<unsigned>(archive_entry_rdevmajor(e)),
-                              static_cast<unsigned>(archive_entry_rdevminor(e)));
+        n.attr.rdev =
+            makedev(static_cast<unsigned>(archive_entry_rdevmajor(e)),
+                    static_cast<unsigned>(archive_entry_rdevminor(e)));
         break;
       case AE_IFDIR:
       case AE_IFIFO:
       case AE_IFSOCK:
         break;
       default:
-        return Error(EINVAL, "member", std::string(name) + ": unknown file type");
+        return Error(EINVAL, "member",
+                     std::string(name) + ": unknown file type");
     }
     return n;
   }
@@ -273,8 +258,10 @@ class TarLayerReader {
       data.resize(static_cast<size_t>(size));
       size_t got = 0;
       while (got < data.size()) {
-        la_ssize_t r = archive_read_data(inner_.get(), data.data() + got, data.size() - got);
-        if (r < 0) return ArchiveError(inner_.get(), std::string(name), "read member");
+        la_ssize_t r = archive_read_data(inner_.get(), data.data() + got,
+                                         data.size() - got);
+        if (r < 0)
+          return ArchiveError(inner_.get(), std::string(name), "read member");
         if (r == 0) break;
         got += static_cast<size_t>(r);
       }
@@ -291,10 +278,13 @@ class TarLayerReader {
     }
     STRATA_ASSIGN_OR_RETURN(BlobStore::Writer w, store_.blobs().NewWriter());
     for (;;) {
-      la_ssize_t r = archive_read_data(inner_.get(), chunk_.data(), chunk_.size());
-      if (r < 0) return ArchiveError(inner_.get(), std::string(name), "read member");
+      la_ssize_t r =
+          archive_read_data(inner_.get(), chunk_.data(), chunk_.size());
+      if (r < 0)
+        return ArchiveError(inner_.get(), std::string(name), "read member");
       if (r == 0) break;
-      STRATA_RETURN_IF_ERROR(w.Write(std::string_view(chunk_.data(), static_cast<size_t>(r))));
+      STRATA_RETURN_IF_ERROR(
+          w.Write(std::string_view(chunk_.data(), static_cast<size_t>(r))));
     }
     if (w.size() != n.attr.size)
       return Error(EIO, "read member", std::string(name) + ": truncated");
@@ -321,18 +311,20 @@ class TarLayerReader {
     if (!src_.expect_compressed_digest.empty() &&
         info.compressed_digest != src_.expect_compressed_digest)
       return Error(EIO, "verify layer",
-                   src_.label + ": content has digest " + info.compressed_digest +
-                       ", expected " + src_.expect_compressed_digest);
+                   src_.label + ": content has digest " +
+                       info.compressed_digest + ", expected " +
+                       src_.expect_compressed_digest);
     if (!src_.expect_diff_id.empty() && info.diff_id != src_.expect_diff_id)
       return Error(EIO, "verify layer",
-                   src_.label + ": uncompressed content has digest " + info.diff_id +
-                       ", but the config lists diff_id " + src_.expect_diff_id);
+                   src_.label + ": uncompressed content has digest " +
+                       info.diff_id + ", but the config lists diff_id " +
+                       src_.expect_diff_id);
     return Ok();
   }
 
   Store& store_;
   const TarSource& src_;
-  RawInput raw_;
+  HashingInput raw_;
   ArchivePtr outer_;
   ArchivePtr inner_;
   std::unique_ptr<Uncompressed> uncompressed_;
@@ -367,7 +359,8 @@ Result<LayerInfo> ImportTarLayer(Store& store, const std::string& path,
   } else {
     STRATA_ASSIGN_OR_RETURN(owned, sys::Open(path, O_RDONLY));
     STRATA_ASSIGN_OR_RETURN(struct stat st, sys::Fstat(owned.get()));
-    if (S_ISDIR(st.st_mode)) return Error(EISDIR, "import tar", path + " is a directory");
+    if (S_ISDIR(st.st_mode))
+      return Error(EISDIR, "import tar", path + " is a directory");
     src.fd = owned.get();
     src.total_bytes = static_cast<uint64_t>(st.st_size);
   }

@@ -1,5 +1,3 @@
-#include <archive.h>
-#include <archive_entry.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -9,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
@@ -22,10 +22,14 @@ namespace {
 struct Member {
   Member(std::string n, mode_t m, std::string d, std::string l = "",
          std::vector<Xattr> x = {}, dev_t r = 0)
-      : name(std::move(n)), mode(m), data(std::move(d)), link(std::move(l)),
-        xattrs(std::move(x)), rdev(r) {}
+      : name(std::move(n)),
+        mode(m),
+        data(std::move(d)),
+        link(std::move(l)),
+        xattrs(std::move(x)),
+        rdev(r) {}
   std::string name;
-  mode_t mode;  // with type bits; 0 with `link` set = hardlink
+  mode_t mode;       // with type bits; 0 with `link` set = hardlink
   std::string data;  // file content or symlink target
   std::string link;  // hardlink target
   std::vector<Xattr> xattrs;
@@ -58,14 +62,17 @@ std::string MakeTar(const std::vector<Member>& members,
       archive_entry_set_hardlink(e, m.link.c_str());
     } else {
       archive_entry_set_mode(e, m.mode);
-      if (S_ISREG(m.mode)) archive_entry_set_size(e, static_cast<la_int64_t>(m.data.size()));
+      if (S_ISREG(m.mode))
+        archive_entry_set_size(e, static_cast<la_int64_t>(m.data.size()));
       if (S_ISLNK(m.mode)) archive_entry_set_symlink(e, m.data.c_str());
       if (S_ISCHR(m.mode) || S_ISBLK(m.mode)) archive_entry_set_rdev(e, m.rdev);
     }
     for (const Xattr& x : m.xattrs)
-      archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(), x.value.size());
+      archive_entry_xattr_add_entry(e, x.name.c_str(), x.value.data(),
+                                    x.value.size());
     archive_write_header(a, e);
-    if (S_ISREG(m.mode) && m.link.empty()) archive_write_data(a, m.data.data(), m.data.size());
+    if (S_ISREG(m.mode) && m.link.empty())
+      archive_write_data(a, m.data.data(), m.data.size());
     archive_entry_free(e);
   }
   archive_write_close(a);
@@ -122,8 +129,12 @@ std::vector<Member> AllTypes() {
       {"./", S_IFDIR | 0755, ""},
       {"./etc/", S_IFDIR | 0755, ""},
       {"./etc/small", S_IFREG | 0644, "tiny"},
-      {"./etc/big", S_IFREG | 04755, std::string(100000, 'x'),
-       "", {{"user.note", "hi"}, {"security.capability", std::string("\x01\x00\x00\x02", 4)}}},
+      {"./etc/big",
+       S_IFREG | 04755,
+       std::string(100000, 'x'),
+       "",
+       {{"user.note", "hi"},
+        {"security.capability", std::string("\x01\x00\x00\x02", 4)}}},
       {"./etc/alias", 0, "", "./etc/big"},
       {"./lib", S_IFLNK | 0777, "usr/lib"},
       {"./dev/null", S_IFCHR | 0666, "", "", {}, makedev(1, 3)},
@@ -199,16 +210,20 @@ TEST_F(ImportTarTest, HostileMembersAreRefusedAndLeaveNoLayer) {
        {{"lib", S_IFLNK | 0777, "/etc"}, {"lib/passwd", S_IFREG | 0644, "x"}},
        ENOTDIR},
       {"missing hardlink", {{"a", 0, "", "nowhere"}}, ENOENT},
-      {"long name", {{std::string(300, 'n'), S_IFREG | 0644, "x"}}, ENAMETOOLONG},
+      {"long name",
+       {{std::string(300, 'n'), S_IFREG | 0644, "x"}},
+       ENAMETOOLONG},
       {"empty whiteout", {{".wh.", S_IFREG, ""}}, EINVAL},
   };
   std::string deep;
-  for (int i = 0; i < 10000; ++i) deep += "a/";
+  for (int i = 0; i < 10000; ++i)
+    deep += "a/";
   cases.push_back({"deep", {{deep + "f", S_IFREG | 0644, "x"}}, ENAMETOOLONG});
   for (const Case& c : cases) {
     auto layer = Import(MakeTar(c.members));
     ASSERT_FALSE(layer) << c.what;
-    EXPECT_EQ(layer.error().code(), c.code) << c.what << ": " << layer.error().ToString();
+    EXPECT_EQ(layer.error().code(), c.code)
+        << c.what << ": " << layer.error().ToString();
     EXPECT_EQ(layer.error().ToString().find('\n'), std::string::npos);
   }
   ExpectNoLayers();
@@ -220,7 +235,8 @@ TEST_F(ImportTarTest, BrokenCompressionIsEio) {
   ASSERT_FALSE(truncated);
   EXPECT_EQ(truncated.error().code(), EIO) << truncated.error().ToString();
   std::string zst = MakeTar(AllTypes(), "zstd");
-  for (size_t i = zst.size() / 2; i < zst.size() / 2 + 16; ++i) zst[i] ^= 0x5a;
+  for (size_t i = zst.size() / 2; i < zst.size() / 2 + 16; ++i)
+    zst[i] ^= 0x5a;
   auto corrupt = Import(zst);
   ASSERT_FALSE(corrupt);
   EXPECT_EQ(corrupt.error().code(), EIO) << corrupt.error().ToString();

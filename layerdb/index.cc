@@ -17,14 +17,19 @@ Status OpenDbis(lmdb::Txn& txn, bool create, Dbis& d) {
   struct Named {
     const char* name;
     MDB_dbi* dbi;
-  } all[] = {{"meta", &d.meta},       {"layers", &d.layers},
-             {"layer_by_diff", &d.layer_by_diff}, {"views", &d.views},
-             {"view_by_stack", &d.view_by_stack}, {"images", &d.images},
-             {"nodes", &d.nodes},     {"dirents", &d.dirents},
+  } all[] = {{"meta", &d.meta},
+             {"layers", &d.layers},
+             {"layer_by_diff", &d.layer_by_diff},
+             {"views", &d.views},
+             {"view_by_stack", &d.view_by_stack},
+             {"images", &d.images},
+             {"nodes", &d.nodes},
+             {"dirents", &d.dirents},
              {"dirseq", &d.dirseq}};
   for (const Named& n : all) {
     int rc = mdb_dbi_open(txn.get(), n.name, flags, n.dbi);
-    if (rc == MDB_NOTFOUND) return Error(ENOENT, "open index", "store is not initialised");
+    if (rc == MDB_NOTFOUND)
+      return Error(ENOENT, "open index", "store is not initialised");
     if (rc != 0) return lmdb::ToError(rc, "mdb_dbi_open");
   }
   return Ok();
@@ -55,7 +60,8 @@ Result<Index> Index::Open(const std::string& dir, bool writable) {
   if (writable) {
     STRATA_RETURN_IF_ERROR(sys::MakeDirs(dir));
   } else if (auto st = sys::Lstat(dir + "/data.mdb"); !st) {
-    return Error(ENOENT, "open store", dir + " has no index (nothing imported yet?)");
+    return Error(ENOENT, "open store",
+                 dir + " has no index (nothing imported yet?)");
   }
   Index idx;
   STRATA_ASSIGN_OR_RETURN(

@@ -10,23 +10,28 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace strata::layerdb::keys {
 
 inline void PutBE64(std::string& out, uint64_t v) {
-  for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>(v >> (i * 8)));
+  for (int i = 7; i >= 0; --i)
+    out.push_back(static_cast<char>(v >> (i * 8)));
 }
 inline void PutBE32(std::string& out, uint32_t v) {
-  for (int i = 3; i >= 0; --i) out.push_back(static_cast<char>(v >> (i * 8)));
+  for (int i = 3; i >= 0; --i)
+    out.push_back(static_cast<char>(v >> (i * 8)));
 }
 inline uint64_t GetBE64(std::string_view in) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<uint8_t>(in[i]);
+  for (int i = 0; i < 8; ++i)
+    v = v << 8 | static_cast<uint8_t>(in[i]);
   return v;
 }
 inline uint32_t GetBE32(std::string_view in) {
   uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = v << 8 | static_cast<uint8_t>(in[i]);
+  for (int i = 0; i < 4; ++i)
+    v = v << 8 | static_cast<uint8_t>(in[i]);
   return v;
 }
 
@@ -57,6 +62,21 @@ class KeyBuf {
   std::array<char, kCapacity> buf_{};
   size_t len_ = 0;
 };
+
+// layers, views: tree id
+inline std::string Id(uint64_t id) {
+  std::string k;
+  PutBE64(k, id);
+  return k;
+}
+
+// view_by_stack: the layer ids of a stack, bottom first
+inline std::string Stack(const std::vector<uint64_t>& layers) {
+  std::string k;
+  for (uint64_t id : layers)
+    PutBE64(k, id);
+  return k;
+}
 
 // nodes: tree ‖ ino
 inline std::string Node(uint64_t tree, uint64_t ino) {
@@ -98,13 +118,15 @@ inline std::string Tree(uint64_t tree) {
 // A dirent value: ino (u64 LE) then the S_IFMT type >> 12 (u8).
 inline std::string DirentValue(uint64_t ino, uint32_t mode_type) {
   std::string v(9, '\0');
-  for (int i = 0; i < 8; ++i) v[i] = static_cast<char>(ino >> (i * 8));
+  for (int i = 0; i < 8; ++i)
+    v[i] = static_cast<char>(ino >> (i * 8));
   v[8] = static_cast<char>(mode_type >> 12);
   return v;
 }
 inline uint64_t DirentIno(std::string_view v) {
   uint64_t ino = 0;
-  for (int i = 7; i >= 0; --i) ino = ino << 8 | static_cast<uint8_t>(v[i]);
+  for (int i = 7; i >= 0; --i)
+    ino = ino << 8 | static_cast<uint8_t>(v[i]);
   return ino;
 }
 inline uint32_t DirentType(std::string_view v) {

@@ -10,8 +10,9 @@ constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 
 Error MemberError(int code, std::string_view path, std::string_view why) {
-  return Error(code, "member", "\"" + std::string(path.substr(0, 200)) +
-                                   "\": " + std::string(why));
+  return Error(
+      code, "member",
+      "\"" + std::string(path.substr(0, 200)) + "\": " + std::string(why));
 }
 
 }  // namespace
@@ -26,8 +27,9 @@ Result<TreeNode*> LayerBuilder::ParentFor(
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     auto it = dir->children.find(parts[i]);
     if (it == dir->children.end()) {
-      it = dir->children.emplace(std::string(parts[i]),
-                                 MakeDirNode(0755, kFlagImplicit)).first;
+      it = dir->children
+               .emplace(std::string(parts[i]), MakeDirNode(0755, kFlagImplicit))
+               .first;
     } else if (it->second->node.is_whiteout()) {
       // Deleted, then re-created by a member below it: an opaque directory.
       // Not implicit: the lower directory is gone, so its attributes must
@@ -56,7 +58,8 @@ Status LayerBuilder::Insert(TreeNode& parent, std::string_view name,
     // Directory over directory: new attributes, same children.
     uint8_t keep = old.node.flags & kFlagOpaque;
     old.node = std::move(child->node);
-    old.node.flags = static_cast<uint8_t>((old.node.flags & ~kFlagImplicit) | keep);
+    old.node.flags =
+        static_cast<uint8_t>((old.node.flags & ~kFlagImplicit) | keep);
     return Ok();
   }
   // A directory replacing a whiteout or a non-directory (a duplicate path)
@@ -72,7 +75,8 @@ Status LayerBuilder::Add(std::string_view path, Node node) {
   if (parts.empty()) {
     if (!node.attr.is_dir())
       return MemberError(EINVAL, path, "root is not a directory");
-    node.flags = static_cast<uint8_t>(node.flags | (root_->node.flags & kFlagOpaque));
+    node.flags =
+        static_cast<uint8_t>(node.flags | (root_->node.flags & kFlagOpaque));
     root_->node = std::move(node);
     return Ok();
   }

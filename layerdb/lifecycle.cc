@@ -34,19 +34,6 @@ std::shared_ptr<spdlog::logger> Log() {
   return l ? l : spdlog::default_logger();
 }
 
-std::string IdKey(TreeId id) {
-  std::string k;
-  keys::PutBE64(k, id);
-  return k;
-}
-
-std::string StackKey(const std::vector<TreeId>& layers) {
-  std::string k;
-  for (TreeId id : layers)
-    keys::PutBE64(k, id);
-  return k;
-}
-
 // Calls fn(key, value) for every record of `dbi`, in key order.
 template <class Fn>
 Status ForEachRecord(const lmdb::Txn& txn, MDB_dbi dbi, Fn&& fn) {
@@ -213,24 +200,24 @@ Status DelIfPointsTo(lmdb::Txn& txn, MDB_dbi dbi, const std::string& key,
                      TreeId id) {
   if (key.empty()) return Ok();
   STRATA_ASSIGN_OR_RETURN(auto v, txn.Get(dbi, key));
-  if (!v || *v != IdKey(id)) return Ok();
+  if (!v || *v != keys::Id(id)) return Ok();
   STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(dbi, key));
   (void)gone;
   return Ok();
 }
 
 Status DeleteLayer(lmdb::Txn& txn, const Dbis& d, const LayerInfo& l) {
-  STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(d.layers, IdKey(l.id)));
+  STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(d.layers, keys::Id(l.id)));
   (void)gone;
   STRATA_RETURN_IF_ERROR(DelIfPointsTo(txn, d.layer_by_diff, l.diff_id, l.id));
   return DeleteTree(txn, d, l.id);
 }
 
 Status DeleteView(lmdb::Txn& txn, const Dbis& d, const ViewInfo& v) {
-  STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(d.views, IdKey(v.id)));
+  STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(d.views, keys::Id(v.id)));
   (void)gone;
   STRATA_RETURN_IF_ERROR(
-      DelIfPointsTo(txn, d.view_by_stack, StackKey(v.layers), v.id));
+      DelIfPointsTo(txn, d.view_by_stack, keys::Stack(v.layers), v.id));
   return DeleteTree(txn, d, v.id);
 }
 

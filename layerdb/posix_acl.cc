@@ -1,5 +1,8 @@
 #include "layerdb/posix_acl.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <climits>
@@ -98,15 +101,31 @@ std::optional<AclTag> FromArchiveTag(int tag) {
 }
 
 // The qualifier of a named libarchive entry: its id, else a numeric name.
-Result<uint32_t> ArchiveQualifier(int id, const char* name) {
+// The id of a named entry. GNU tar (1.34) writes ACL text with names only
+// ("user:daemon:r--"), even with --numeric-owner; like GNU tar when it
+// extracts, a name is then resolved in the host's user and group databases.
+Result<uint32_t> ArchiveQualifier(int id, const char* name, bool user) {
   if (id >= 0) return static_cast<uint32_t>(id);
   std::string_view n = name != nullptr ? name : "";
   uint32_t v = 0;
   auto [end, ec] = std::from_chars(n.data(), n.data() + n.size(), v);
-  if (n.empty() || ec != std::errc() || end != n.data() + n.size())
-    return Error(EINVAL, "read ACL",
-                 "entry for \"" + std::string(n) + "\" has no numeric id");
-  return v;
+  if (!n.empty() && ec == std::errc() && end == n.data() + n.size()) return v;
+  std::vector<char> buf(16384);
+  std::string key(n);
+  if (user) {
+    struct passwd pw, *found = nullptr;
+    if (getpwnam_r(key.c_str(), &pw, buf.data(), buf.size(), &found) == 0 &&
+        found != nullptr)
+      return static_cast<uint32_t>(found->pw_uid);
+  } else {
+    struct group gr, *found = nullptr;
+    if (getgrnam_r(key.c_str(), &gr, buf.data(), buf.size(), &found) == 0 &&
+        found != nullptr)
+      return static_cast<uint32_t>(found->gr_gid);
+  }
+  return Error(EINVAL, "read ACL",
+               std::string(user ? "user" : "group") + " \"" + key +
+                   "\" has no numeric id and is unknown on this host");
 }
 
 // Reads the entries of one ACL type from `entry`.
@@ -123,7 +142,8 @@ Result<std::vector<AclEntry>> ReadArchiveAcl(archive_entry* entry, int type) {
       return Error(EINVAL, "read ACL", "unknown tag " + std::to_string(tag));
     AclEntry e{*t, static_cast<uint16_t>(perm & 7), kAclUndefinedId};
     if (IsNamed(*t)) {
-      STRATA_ASSIGN_OR_RETURN(e.id, ArchiveQualifier(id, name));
+      STRATA_ASSIGN_OR_RETURN(e.id,
+                              ArchiveQualifier(id, name, *t == AclTag::kUser));
     }
     out.push_back(e);
   }

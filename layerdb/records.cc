@@ -19,11 +19,15 @@ auto Parse(std::string_view bytes, const char* what, Fn&& fn)
 }  // namespace
 
 std::string EncodeLayer(const LayerInfo& l) {
-  return json{{"id", l.id},           {"diff_id", l.diff_id},
+  return json{{"id", l.id},
+              {"diff_id", l.diff_id},
               {"compressed_digest", l.compressed_digest},
-              {"media_type", l.media_type}, {"source", l.source},
-              {"size", l.size},       {"inodes", l.inodes},
-              {"entries", l.entries}, {"created", l.created}}
+              {"media_type", l.media_type},
+              {"source", l.source},
+              {"size", l.size},
+              {"inodes", l.inodes},
+              {"entries", l.entries},
+              {"created", l.created}}
       .dump();
 }
 
@@ -39,6 +43,7 @@ Result<LayerInfo> DecodeLayer(std::string_view bytes) {
     l.inodes = j.value("inodes", uint64_t{0});
     l.entries = j.value("entries", uint64_t{0});
     l.created = j.value("created", int64_t{0});
+    l.pending = j.value("pending", false);
     return l;
   });
 }
@@ -64,9 +69,9 @@ Result<ViewInfo> DecodeView(std::string_view bytes) {
 }
 
 std::string EncodeImage(const ImageInfo& i) {
-  return json{{"name", i.name},     {"id", i.id},
-              {"layers", i.layers}, {"view", i.view},
-              {"config", i.config}, {"manifest_digest", i.manifest_digest},
+  return json{{"name", i.name},      {"id", i.id},
+              {"layers", i.layers},  {"view", i.view},
+              {"config", i.config},  {"manifest_digest", i.manifest_digest},
               {"created", i.created}}
       .dump();
 }

@@ -21,18 +21,6 @@ namespace strata::layerdb {
 
 namespace {
 
-std::string IdKey(TreeId id) {
-  std::string k;
-  keys::PutBE64(k, id);
-  return k;
-}
-
-std::string StackKey(const std::vector<TreeId>& layers) {
-  std::string k;
-  for (TreeId id : layers) keys::PutBE64(k, id);
-  return k;
-}
-
 // The OCI image id is the digest of the config, which names every layer by
 // its diff_id. Layers imported from a directory have no diff_id, so then the
 // layer ids are hashed in too: two different trees never share an image id.
@@ -43,11 +31,29 @@ std::string ImageId(const nlohmann::json& config,
     if (auto d = r->find("diff_ids"); d != r->end() && d->is_array())
       listed = d->size();
   std::string text = config.dump();
-  if (listed != layers.size()) text += "\nstrata-layers:" + StackKey(layers);
+  if (listed != layers.size()) text += "\nstrata-layers:" + keys::Stack(layers);
   return Sha256::Of(text);
 }
 
-int64_t Now() { return static_cast<int64_t>(::time(nullptr)); }
+// Makes the layers of a new image visible, in the image's transaction.
+Status ClearPending(lmdb::Txn& txn, const Dbis& d,
+                    const std::vector<TreeId>& layers) {
+  for (TreeId id : layers) {
+    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, keys::Id(id)));
+    if (!rec)
+      return Error(ENOENT, "create image",
+                   "layer " + std::to_string(id) + " was removed concurrently");
+    STRATA_ASSIGN_OR_RETURN(LayerInfo layer, DecodeLayer(*rec));
+    if (!layer.pending) continue;
+    layer.pending = false;
+    STRATA_RETURN_IF_ERROR(txn.Put(d.layers, keys::Id(id), EncodeLayer(layer)));
+  }
+  return Ok();
+}
+
+int64_t Now() {
+  return static_cast<int64_t>(::time(nullptr));
+}
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
@@ -100,11 +106,14 @@ Result<std::string> NormalizeImageName(std::string_view name) {
   size_t first_slash = repo.find('/');
   for (size_t i = 0; i < repo.size(); ++i) {
     bool in_host = first_slash != std::string::npos && i < first_slash;
-    if (!IsNameChar(repo[i]) && !(in_host && (repo[i] == ':' || std::isupper(static_cast<unsigned char>(repo[i])))))
+    if (!IsNameChar(repo[i]) &&
+        !(in_host && (repo[i] == ':' ||
+                      std::isupper(static_cast<unsigned char>(repo[i])))))
       return bad("invalid character in repository");
   }
   for (char c : tag)
-    if (!IsTagChar(c) && !(c >= 'A' && c <= 'Z')) return bad("invalid character in tag");
+    if (!IsTagChar(c) && !(c >= 'A' && c <= 'Z'))
+      return bad("invalid character in tag");
   if (tag[0] == '.' || tag[0] == '-') return bad("bad tag");
   return repo + ":" + tag;
 }
@@ -153,7 +162,8 @@ Result<LayerInfo> Store::CommitLayer(const LayerBuilder& builder,
   const Dbis& d = index_.dbis();
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
   if (!meta.diff_id.empty()) {
-    STRATA_ASSIGN_OR_RETURN(auto existing, txn.Get(d.layer_by_diff, meta.diff_id));
+    STRATA_ASSIGN_OR_RETURN(auto existing,
+                            txn.Get(d.layer_by_diff, meta.diff_id));
     if (existing) {
       STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, *existing));
       if (rec) {
@@ -170,9 +180,12 @@ Result<LayerInfo> Store::CommitLayer(const LayerBuilder& builder,
   meta.entries = stats.entries;
   meta.size = stats.bytes;
   if (meta.created == 0) meta.created = Now();
-  STRATA_RETURN_IF_ERROR(txn.Put(d.layers, IdKey(meta.id), EncodeLayer(meta)));
+  meta.pending = true;
+  STRATA_RETURN_IF_ERROR(
+      txn.Put(d.layers, keys::Id(meta.id), EncodeLayer(meta)));
   if (!meta.diff_id.empty())
-    STRATA_RETURN_IF_ERROR(txn.Put(d.layer_by_diff, meta.diff_id, IdKey(meta.id)));
+    STRATA_RETURN_IF_ERROR(
+        txn.Put(d.layer_by_diff, meta.diff_id, keys::Id(meta.id)));
   STRATA_RETURN_IF_ERROR(std::move(txn).Commit());
   return meta;
 }
@@ -180,7 +193,8 @@ Result<LayerInfo> Store::CommitLayer(const LayerBuilder& builder,
 Result<ViewInfo> Store::EnsureView(const std::vector<TreeId>& layers) {
   const Dbis& d = index_.dbis();
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
-  STRATA_ASSIGN_OR_RETURN(auto existing, txn.Get(d.view_by_stack, StackKey(layers)));
+  STRATA_ASSIGN_OR_RETURN(auto existing,
+                          txn.Get(d.view_by_stack, keys::Stack(layers)));
   if (existing) {
     STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.views, *existing));
     if (rec) return DecodeView(*rec);
@@ -188,8 +202,10 @@ Result<ViewInfo> Store::EnsureView(const std::vector<TreeId>& layers) {
   auto start = std::chrono::steady_clock::now();
   std::vector<TreeNodePtr> trees;
   for (TreeId id : layers) {
-    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, IdKey(id)));
-    if (!rec) return Error(ENOENT, "build view", "layer " + std::to_string(id) + " does not exist");
+    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, keys::Id(id)));
+    if (!rec)
+      return Error(ENOENT, "build view",
+                   "layer " + std::to_string(id) + " does not exist");
     STRATA_ASSIGN_OR_RETURN(TreeNodePtr t, layerdb::LoadTree(txn, d, id));
     trees.push_back(std::move(t));
   }
@@ -197,14 +213,17 @@ Result<ViewInfo> Store::EnsureView(const std::vector<TreeId>& layers) {
   ViewInfo view;
   view.layers = layers;
   STRATA_ASSIGN_OR_RETURN(view.id, index_.NewTreeId(txn));
-  STRATA_ASSIGN_OR_RETURN(TreeStats stats, WriteTree(txn, d, view.id, *merged, true));
+  STRATA_ASSIGN_OR_RETURN(TreeStats stats,
+                          WriteTree(txn, d, view.id, *merged, true));
   view.inodes = stats.inodes;
   view.entries = stats.entries;
   view.size = stats.bytes;
-  view.build_seconds = std::chrono::duration<double>(
-                           std::chrono::steady_clock::now() - start).count();
-  STRATA_RETURN_IF_ERROR(txn.Put(d.views, IdKey(view.id), EncodeView(view)));
-  STRATA_RETURN_IF_ERROR(txn.Put(d.view_by_stack, StackKey(layers), IdKey(view.id)));
+  view.build_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  STRATA_RETURN_IF_ERROR(txn.Put(d.views, keys::Id(view.id), EncodeView(view)));
+  STRATA_RETURN_IF_ERROR(
+      txn.Put(d.view_by_stack, keys::Stack(layers), keys::Id(view.id)));
   STRATA_RETURN_IF_ERROR(std::move(txn).Commit());
   return view;
 }
@@ -227,8 +246,12 @@ Result<ImageInfo> Store::CreateImage(std::string_view name,
   img.created = Now();
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
   // The view may have been collected between the two transactions.
-  STRATA_ASSIGN_OR_RETURN(auto v, txn.Get(index_.dbis().views, IdKey(view.id)));
-  if (!v) return Error(EAGAIN, "create image", full + ": view removed concurrently; retry");
+  STRATA_ASSIGN_OR_RETURN(auto v,
+                          txn.Get(index_.dbis().views, keys::Id(view.id)));
+  if (!v)
+    return Error(EAGAIN, "create image",
+                 full + ": view removed concurrently; retry");
+  STRATA_RETURN_IF_ERROR(ClearPending(txn, index_.dbis(), layers));
   STRATA_RETURN_IF_ERROR(txn.Put(index_.dbis().images, full, EncodeImage(img)));
   STRATA_RETURN_IF_ERROR(std::move(txn).Commit());
   return img;
@@ -252,7 +275,8 @@ Result<std::optional<ImageInfo>> Store::FindImage(std::string_view name) const {
   for (ImageInfo& img : all) {
     if (!img.id.starts_with(prefix)) continue;
     if (found && found->id != img.id)
-      return Error(EINVAL, "find image", "\"" + std::string(name) + "\" is ambiguous");
+      return Error(EINVAL, "find image",
+                   "\"" + std::string(name) + "\" is ambiguous");
     found = std::move(img);
   }
   return found;
@@ -263,7 +287,10 @@ Result<std::vector<ImageInfo>> Store::ListImages() const {
 }
 
 Result<std::vector<LayerInfo>> Store::ListLayers() const {
-  return ListAll<LayerInfo>(index_, index_.dbis().layers, DecodeLayer);
+  STRATA_ASSIGN_OR_RETURN(
+      auto all, ListAll<LayerInfo>(index_, index_.dbis().layers, DecodeLayer));
+  std::erase_if(all, [](const LayerInfo& l) { return l.pending; });
+  return all;
 }
 
 Result<std::vector<ViewInfo>> Store::ListViews() const {
@@ -272,7 +299,8 @@ Result<std::vector<ViewInfo>> Store::ListViews() const {
 
 Result<std::optional<LayerInfo>> Store::GetLayer(TreeId id) const {
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginRead());
-  STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(index_.dbis().layers, IdKey(id)));
+  STRATA_ASSIGN_OR_RETURN(auto rec,
+                          txn.Get(index_.dbis().layers, keys::Id(id)));
   if (!rec) return std::optional<LayerInfo>();
   STRATA_ASSIGN_OR_RETURN(LayerInfo l, DecodeLayer(*rec));
   return std::optional(std::move(l));
@@ -280,7 +308,8 @@ Result<std::optional<LayerInfo>> Store::GetLayer(TreeId id) const {
 
 Result<std::optional<LayerInfo>> Store::FindLayer(std::string_view ref) const {
   std::string prefix(ref);
-  if (!prefix.empty() && prefix.find_first_not_of("0123456789") == std::string::npos &&
+  if (!prefix.empty() &&
+      prefix.find_first_not_of("0123456789") == std::string::npos &&
       prefix.size() < 12)
     return GetLayer(std::stoull(prefix));
   if (!prefix.starts_with("sha256:")) prefix = "sha256:" + prefix;
@@ -288,7 +317,9 @@ Result<std::optional<LayerInfo>> Store::FindLayer(std::string_view ref) const {
   std::optional<LayerInfo> found;
   for (LayerInfo& l : all) {
     if (!l.diff_id.starts_with(prefix)) continue;
-    if (found) return Error(EINVAL, "find layer", "\"" + std::string(ref) + "\" is ambiguous");
+    if (found)
+      return Error(EINVAL, "find layer",
+                   "\"" + std::string(ref) + "\" is ambiguous");
     found = std::move(l);
   }
   return found;
@@ -296,7 +327,7 @@ Result<std::optional<LayerInfo>> Store::FindLayer(std::string_view ref) const {
 
 Result<std::optional<ViewInfo>> Store::GetView(TreeId id) const {
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginRead());
-  STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(index_.dbis().views, IdKey(id)));
+  STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(index_.dbis().views, keys::Id(id)));
   if (!rec) return std::optional<ViewInfo>();
   STRATA_ASSIGN_OR_RETURN(ViewInfo v, DecodeView(*rec));
   return std::optional(std::move(v));
@@ -305,17 +336,21 @@ Result<std::optional<ViewInfo>> Store::GetView(TreeId id) const {
 Result<ImageInfo> Store::Tag(std::string_view src, std::string_view dst) {
   STRATA_ASSIGN_OR_RETURN(std::string full, NormalizeImageName(dst));
   STRATA_ASSIGN_OR_RETURN(auto img, FindImage(src));
-  if (!img) return Error(ENOENT, "tag", "image \"" + std::string(src) + "\" not found");
+  if (!img)
+    return Error(ENOENT, "tag", "image \"" + std::string(src) + "\" not found");
   img->name = full;
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
-  STRATA_RETURN_IF_ERROR(txn.Put(index_.dbis().images, full, EncodeImage(*img)));
+  STRATA_RETURN_IF_ERROR(
+      txn.Put(index_.dbis().images, full, EncodeImage(*img)));
   STRATA_RETURN_IF_ERROR(std::move(txn).Commit());
   return *img;
 }
 
 Status Store::RemoveImage(std::string_view name) {
   STRATA_ASSIGN_OR_RETURN(auto img, FindImage(name));
-  if (!img) return Error(ENOENT, "rmi", "image \"" + std::string(name) + "\" not found");
+  if (!img)
+    return Error(ENOENT, "rmi",
+                 "image \"" + std::string(name) + "\" not found");
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
   STRATA_ASSIGN_OR_RETURN(bool gone, txn.Del(index_.dbis().images, img->name));
   (void)gone;
@@ -338,12 +373,12 @@ Status Store::DropUnusedLayers(const std::vector<TreeId>& ids) {
   STRATA_ASSIGN_OR_RETURN(lmdb::Txn txn, index_.BeginWrite());
   for (TreeId id : ids) {
     if (used(id)) continue;
-    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, IdKey(id)));
+    STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, keys::Id(id)));
     if (!rec) continue;
     STRATA_ASSIGN_OR_RETURN(LayerInfo layer, DecodeLayer(*rec));
     if (!layer.diff_id.empty())
       STRATA_RETURN_IF_ERROR(txn.Del(d.layer_by_diff, layer.diff_id));
-    STRATA_RETURN_IF_ERROR(txn.Del(d.layers, IdKey(id)));
+    STRATA_RETURN_IF_ERROR(txn.Del(d.layers, keys::Id(id)));
     STRATA_RETURN_IF_ERROR(DeleteTree(txn, d, id));
   }
   return std::move(txn).Commit();

@@ -38,11 +38,14 @@ struct LayerInfo {
   std::string diff_id;            // sha256 of the uncompressed tar, if known
   std::string compressed_digest;  // sha256 of the blob as distributed
   std::string media_type;
-  std::string source;             // what was imported ("tar:/path", ...)
-  uint64_t size = 0;              // logical bytes of regular files
+  std::string source;  // what was imported ("tar:/path", ...)
+  uint64_t size = 0;   // logical bytes of regular files
   uint64_t inodes = 0;
   uint64_t entries = 0;
-  int64_t created = 0;            // unix seconds
+  int64_t created = 0;  // unix seconds
+  // A layer is pending from its commit until an image names it: listings
+  // hide it, and gc removes it if its import was killed before that.
+  bool pending = false;
   // Not stored: set by CommitLayer when an existing layer (same diff_id) was
   // returned instead of a new one.
   bool reused = false;
@@ -81,7 +84,8 @@ class StoreLock;
 class Store {
  public:
   enum class Mode { kReadOnly, kReadWrite };
-  static Result<std::unique_ptr<Store>> Open(const std::string& root, Mode mode);
+  static Result<std::unique_ptr<Store>> Open(const std::string& root,
+                                             Mode mode);
 
   const std::string& root() const { return root_; }
   const BlobStore& blobs() const { return *blobs_; }
@@ -93,8 +97,9 @@ class Store {
   Result<UniqueFd> LockShared() const;
   Result<UniqueFd> LockExclusive() const;
 
-  // Makes a built layer visible. If a layer with the same diff_id exists it
-  // is returned instead (the new records are not written).
+  // Stores a built layer, pending until CreateImage names it (so a killed
+  // import leaves no visible layer). If a layer with the same diff_id exists
+  // it is returned instead (the new records are not written).
   Result<LayerInfo> CommitLayer(const LayerBuilder& builder, LayerInfo meta);
 
   // Names an image made of `layers` (bottom first); builds the view of that
@@ -113,6 +118,7 @@ class Store {
 
   Result<std::optional<ImageInfo>> FindImage(std::string_view name) const;
   Result<std::vector<ImageInfo>> ListImages() const;
+  // Layers that some image has named (pending ones are left out).
   Result<std::vector<LayerInfo>> ListLayers() const;
   Result<std::vector<ViewInfo>> ListViews() const;
   Result<std::optional<LayerInfo>> GetLayer(TreeId id) const;
@@ -130,7 +136,9 @@ class Store {
 
  private:
   Store(std::string root, Index index, std::unique_ptr<BlobStore> blobs)
-      : root_(std::move(root)), index_(std::move(index)), blobs_(std::move(blobs)) {}
+      : root_(std::move(root)),
+        index_(std::move(index)),
+        blobs_(std::move(blobs)) {}
   Result<ViewInfo> EnsureView(const std::vector<TreeId>& layers);
 
   std::string root_;

@@ -83,7 +83,8 @@ Result<TreeNodePtr> LoadTree(const lmdb::Txn& txn, const Dbis& dbis,
   std::unordered_map<uint64_t, TreeNodePtr> by_ino;
   const std::string prefix = keys::Tree(tree);
   {
-    STRATA_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, dbis.nodes));
+    STRATA_ASSIGN_OR_RETURN(lmdb::Cursor cur,
+                            lmdb::Cursor::Open(txn, dbis.nodes));
     STRATA_ASSIGN_OR_RETURN(auto kv, cur.SeekRange(prefix));
     while (kv && kv->first.starts_with(prefix)) {
       auto n = std::make_shared<TreeNode>();
@@ -94,11 +95,14 @@ Result<TreeNodePtr> LoadTree(const lmdb::Txn& txn, const Dbis& dbis,
     }
   }
   if (by_ino.empty())
-    return Error(ENOENT, "load tree", "tree " + std::to_string(tree) + " does not exist");
+    return Error(ENOENT, "load tree",
+                 "tree " + std::to_string(tree) + " does not exist");
   auto root = by_ino.find(1);
   if (root == by_ino.end())
-    return Error(EIO, "load tree", "tree " + std::to_string(tree) + " has no root");
-  STRATA_ASSIGN_OR_RETURN(lmdb::Cursor cur, lmdb::Cursor::Open(txn, dbis.dirents));
+    return Error(EIO, "load tree",
+                 "tree " + std::to_string(tree) + " has no root");
+  STRATA_ASSIGN_OR_RETURN(lmdb::Cursor cur,
+                          lmdb::Cursor::Open(txn, dbis.dirents));
   STRATA_ASSIGN_OR_RETURN(auto kv, cur.SeekRange(prefix));
   while (kv && kv->first.starts_with(prefix)) {
     uint64_t parent = keys::GetBE64(kv->first.substr(8));

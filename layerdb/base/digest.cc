@@ -41,8 +41,8 @@ std::optional<BlobKey> BlobKey::FromHex(std::string_view hex) {
   if (rest.empty()) return k;
   if (rest.size() < 2 || rest[0] != '.') return std::nullopt;
   rest.remove_prefix(1);
-  auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(),
-                                 k.variant);
+  auto [p, ec] =
+      std::from_chars(rest.data(), rest.data() + rest.size(), k.variant);
   if (ec != std::errc() || p != rest.data() + rest.size() || k.variant == 0)
     return std::nullopt;
   return k;

@@ -54,7 +54,8 @@ template <class T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT
-  Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+  Result(Error error)
+      : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
 
   bool has_value() const { return v_.index() == 0; }
   explicit operator bool() const { return has_value(); }
@@ -107,7 +108,9 @@ class [[nodiscard]] Result<void> {
 
 using Status = Result<void>;
 
-inline Status Ok() { return Status(); }
+inline Status Ok() {
+  return Status();
+}
 
 }  // namespace strata
 
@@ -115,15 +118,16 @@ inline Status Ok() { return Status(); }
 #define STRATA_CONCAT_(a, b) STRATA_CONCAT_INNER_(a, b)
 
 // Returns the error of `expr` (a Result or Status) from the enclosing function.
-#define STRATA_RETURN_IF_ERROR(expr)                         \
-  do {                                                       \
-    auto&& strata_status_ = (expr);                          \
-    if (!strata_status_) return strata_status_.error();      \
+#define STRATA_RETURN_IF_ERROR(expr)                    \
+  do {                                                  \
+    auto&& strata_status_ = (expr);                     \
+    if (!strata_status_) return strata_status_.error(); \
   } while (false)
 
 // `lhs = value of expr`, or returns its error.
-#define STRATA_ASSIGN_OR_RETURN(lhs, expr) \
-  STRATA_ASSIGN_OR_RETURN_IMPL_(STRATA_CONCAT_(strata_result_, __LINE__), lhs, expr)
+#define STRATA_ASSIGN_OR_RETURN(lhs, expr)                                     \
+  STRATA_ASSIGN_OR_RETURN_IMPL_(STRATA_CONCAT_(strata_result_, __LINE__), lhs, \
+                                expr)
 #define STRATA_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \
   auto tmp = (expr);                                  \
   if (!tmp) return tmp.error();                       \

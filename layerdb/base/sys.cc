@@ -149,6 +149,8 @@ Status SyncFs(int fd) {
   return Ok();
 }
 
-bool IsTerminal(int fd) { return ::isatty(fd) == 1; }
+bool IsTerminal(int fd) {
+  return ::isatty(fd) == 1;
+}
 
 }  // namespace strata::sys

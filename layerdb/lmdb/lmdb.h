@@ -1,6 +1,7 @@
 #pragma once
 
-// RAII wrappers over LMDB, internal to layerdb (namespace strata::layerdb::lmdb).
+// RAII wrappers over LMDB, internal to layerdb (namespace
+// strata::layerdb::lmdb).
 //
 // Rules kept here (lmdb.h "Caveats"):
 //  - Env is opened with MDB_NOTLS so a read Txn is not tied to a thread (the
@@ -13,14 +14,14 @@
 // Thread-safety: Env is thread-safe; a Txn or Cursor belongs to one thread at
 // a time.
 
-#include <lmdb.h>
-
 #include <cstdint>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include <lmdb.h>
 
 #include "layerdb/base/error.h"
 
@@ -131,7 +132,8 @@ class Cursor {
   void Close();
 
  private:
-  Result<std::optional<std::pair<Bytes, Bytes>>> Op(MDB_val* k, MDB_cursor_op op);
+  Result<std::optional<std::pair<Bytes, Bytes>>> Op(MDB_val* k,
+                                                    MDB_cursor_op op);
   MDB_cursor* cur_ = nullptr;
 };
 
