@@ -178,10 +178,20 @@ TEST_F(ImportTarTest, DigestsCoverCompressedAndUncompressedBytes) {
     ASSERT_TRUE(layer) << filter << ": " << layer.error().ToString();
     EXPECT_EQ(layer->diff_id, Sha256::Of(plain)) << filter;
   }
-  // Same diff_id three times: one layer.
+  // Same diff_id three times: one layer, pending (hidden from listings and
+  // collectable) until an image names it.
+  auto pending = store_->ListLayers();
+  ASSERT_TRUE(pending);
+  EXPECT_TRUE(pending->empty());
+  auto again = Import(plain);
+  ASSERT_TRUE(again);
+  EXPECT_TRUE(again->reused);
+  ASSERT_TRUE(
+      store_->CreateImage("t:1", {again->id}, nlohmann::json::object()));
   auto layers = store_->ListLayers();
   ASSERT_TRUE(layers);
-  EXPECT_EQ(layers->size(), 1u);
+  ASSERT_EQ(layers->size(), 1u);
+  EXPECT_FALSE((*layers)[0].pending);
 }
 
 TEST_F(ImportTarTest, RecordsWhiteoutsAndOpaqueDirs) {

@@ -27,7 +27,8 @@ std::string EncodeLayer(const LayerInfo& l) {
               {"size", l.size},
               {"inodes", l.inodes},
               {"entries", l.entries},
-              {"created", l.created}}
+              {"created", l.created},
+              {"pending", l.pending}}
       .dump();
 }
 

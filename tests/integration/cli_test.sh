@@ -108,8 +108,10 @@ tar -C "$src" -cf "$work/src.tar" .
 run import tar "$work/src.tar" --name fromtar:1
 run df --json
 [[ $(json 'j["images"]') == 3 ]] || fail "df images: $out"
-[[ $(json 'j["dedup_saved"] >= 2 * 100000') == True ]] ||
-  fail "df: three images of the same files should save two copies: $out"
+# Three names, two distinct images (a tag is a name, not a copy): the
+# shared content is stored once, so one copy is saved.
+[[ $(json 'j["dedup_saved"] >= 100000 and j["logical_bytes"] < 2 * 100000 + 1000') == True ]] ||
+  fail "df: two images of the same files should save one copy: $out"
 run df
 [[ $(head -1 <<<"$out") == "IMAGES"*"LAYERS"*"BLOBS"*"LOGICAL"*"STORED"*"SAVED BY DEDUP" ]] ||
   fail "df header: $out"

@@ -46,12 +46,13 @@ tar_pos() {
   local fd k v
   for fd in /proc/"$1"/fd/*; do
     if [[ $(readlink "$fd" 2>/dev/null) == "$2" ]]; then
-      while read -r k v; do
+      # The process may exit at any moment: a vanished fdinfo is no error.
+      { while read -r k v; do
         if [[ $k == pos: ]]; then
           echo "$v"
           return
         fi
-      done <"/proc/$1/fdinfo/${fd##*/}" 2>/dev/null
+      done <"/proc/$1/fdinfo/${fd##*/}"; } 2>/dev/null || true
     fi
   done
 }
@@ -59,7 +60,7 @@ tar_pos() {
 # running PID: PID has not exited (a zombie has).
 running() {
   local state
-  read -r _ _ state _ <"/proc/$1/stat" 2>/dev/null && [[ $state != Z ]]
+  { read -r _ _ state _ <"/proc/$1/stat"; } 2>/dev/null && [[ $state != Z ]]
 }
 
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
