@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -67,6 +68,14 @@ inline std::string CString(const char* s) {
   return s != nullptr ? s : "";
 }
 
+// archive_entry_acl_to_text returns a malloc'd string the caller frees.
+inline std::string AclText(archive_entry* e, int type) {
+  char* text = archive_entry_acl_to_text(e, nullptr, type);
+  std::string out = CString(text);
+  free(text);  // NOLINT(cppcoreguidelines-no-malloc)
+  return out;
+}
+
 inline TarMember ReadMember(archive* a, archive_entry* e) {
   TarMember m;
   m.path = CString(archive_entry_pathname(e));
@@ -96,11 +105,9 @@ inline TarMember ReadMember(archive* a, archive_entry* e) {
     m.xattrs[name] = std::string(static_cast<const char*>(value), size);
   // libarchive prints the three mode entries even without an access ACL.
   if (archive_entry_acl_count(e, ARCHIVE_ENTRY_ACL_TYPE_ACCESS) > 3)
-    m.acl_access = CString(
-        archive_entry_acl_to_text(e, nullptr, ARCHIVE_ENTRY_ACL_TYPE_ACCESS));
+    m.acl_access = AclText(e, ARCHIVE_ENTRY_ACL_TYPE_ACCESS);
   if (archive_entry_acl_count(e, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) > 0)
-    m.acl_default = CString(
-        archive_entry_acl_to_text(e, nullptr, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT));
+    m.acl_default = AclText(e, ARCHIVE_ENTRY_ACL_TYPE_DEFAULT);
   auto acls = AclXattrsFromArchiveEntry(e);
   if (acls) m.acls = *acls;
   char buf[65536];

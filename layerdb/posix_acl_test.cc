@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 
 #include <archive.h>
@@ -111,10 +112,13 @@ TEST(PosixAclTest, ArchiveEntryRoundTripRestoresXattrAndMode) {
   ASSERT_TRUE(AddAclToArchiveEntry(e.get(), kAclDefaultXattr, dflt));
   // Like bsdtar, the tar header then carries the owning group's bits.
   EXPECT_EQ(archive_entry_mode(e.get()), static_cast<mode_t>(S_IFREG | 02644));
-  const char* text = archive_entry_acl_to_text(e.get(), nullptr,
-                                               ARCHIVE_ENTRY_ACL_TYPE_ACCESS);
+  // archive_entry_acl_to_text returns a malloc'd string the caller frees.
+  std::unique_ptr<char, decltype(&free)> text(
+      archive_entry_acl_to_text(e.get(), nullptr,
+                                ARCHIVE_ENTRY_ACL_TYPE_ACCESS),
+      &free);
   ASSERT_NE(text, nullptr);
-  EXPECT_STREQ(text,
+  EXPECT_STREQ(text.get(),
                "user::rw-\ngroup::r--\nother::r--\nuser:1001:rw-\nmask::rw-");
 
   auto back = AclXattrsFromArchiveEntry(e.get());
