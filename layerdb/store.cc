@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/catalog.h"
 #include "layerdb/hash.h"
 #include "layerdb/keys.h"
 #include "layerdb/records.h"
@@ -376,10 +377,7 @@ Status Store::DropUnusedLayers(const std::vector<TreeId>& ids) {
     STRATA_ASSIGN_OR_RETURN(auto rec, txn.Get(d.layers, keys::Id(id)));
     if (!rec) continue;
     STRATA_ASSIGN_OR_RETURN(LayerInfo layer, DecodeLayer(*rec));
-    if (!layer.diff_id.empty())
-      STRATA_RETURN_IF_ERROR(txn.Del(d.layer_by_diff, layer.diff_id));
-    STRATA_RETURN_IF_ERROR(txn.Del(d.layers, keys::Id(id)));
-    STRATA_RETURN_IF_ERROR(DeleteTree(txn, d, id));
+    STRATA_RETURN_IF_ERROR(DeleteLayer(txn, d, layer));
   }
   return std::move(txn).Commit();
 }
