@@ -118,7 +118,10 @@ run df
 
 step "export --flatten"
 run export fromtar:1 --flatten -o "$work/flat.tar"
-tar -tf "$work/flat.tar" 2>/dev/null | grep -q "bin/tool$" || fail "flat export lacks bin/tool"
+# Listed first, then searched: `tar | grep -q` under pipefail fails when grep
+# exits early and tar gets SIGPIPE.
+members=$(tar -tf "$work/flat.tar")
+grep -q "bin/tool$" <<<"$members" || fail "flat export lacks bin/tool: $members"
 
 step "rmi and gc"
 run rmi app:1 copy

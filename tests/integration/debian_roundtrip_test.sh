@@ -75,7 +75,8 @@ rm -rf "$WORK/flat-tar" "$WORK/flat-tar.tar"
 step "umoci unpack of the OCI layout (reference)" umoci_unpack "$deb_oci:latest" "$WORK/ref-oci"
 ref_oci=$WORK/ref-oci/rootfs
 step "strata import oci (3 layers)" st import oci "$deb_oci:latest" --name deb-oci:1
-st inspect deb-oci:1 | grep -q '/bin/bash' ||
+inspect=$(st inspect deb-oci:1)
+grep -q '/bin/bash' <<<"$inspect" ||
   fail "strata inspect deb-oci:1 does not show the image's Cmd (/bin/bash)"
 step "strata export --flatten + GNU tar extract (OCI import)" flat_tree deb-oci:1 "$WORK/flat-oci"
 check "compare: OCI import vs umoci unpack" tree_cmp --no-root "$ref_oci" "$WORK/flat-oci"
