@@ -19,6 +19,7 @@
 
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
+#include "layerdb/mem_tree.h"
 #include "layerdb/oci_manifest.h"
 #include "layerdb/store.h"
 
@@ -85,16 +86,8 @@ std::string BuildUmociLayout(const std::string& dir) {
   return "";
 }
 
-const TreeNode* Find(const TreeNodePtr& root, const std::string& path) {
-  const TreeNode* n = root.get();
-  size_t pos = 0;
-  while (n != nullptr && pos < path.size()) {
-    size_t slash = path.find('/', pos);
-    auto it = n->children.find(path.substr(pos, slash - pos));
-    n = it == n->children.end() ? nullptr : it->second.get();
-    pos = slash == std::string::npos ? path.size() : slash + 1;
-  }
-  return n;
+const TreeNode* Find(const TreeNodePtr& root, std::string_view path) {
+  return FindNode(*root, path);
 }
 
 // Edits an OCI layout in place, keeping every digest consistent.

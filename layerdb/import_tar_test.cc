@@ -14,6 +14,7 @@
 #include "layerdb/base/sys.h"
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
+#include "layerdb/mem_tree.h"
 #include "layerdb/store.h"
 
 namespace strata::layerdb {
@@ -112,16 +113,8 @@ class ImportTarTest : public ::testing::Test {
   std::unique_ptr<Store> store_;
 };
 
-const TreeNode* Find(const TreeNodePtr& root, const std::string& path) {
-  const TreeNode* n = root.get();
-  size_t pos = 0;
-  while (n != nullptr && pos < path.size()) {
-    size_t slash = path.find('/', pos);
-    auto it = n->children.find(path.substr(pos, slash - pos));
-    n = it == n->children.end() ? nullptr : it->second.get();
-    pos = slash == std::string::npos ? path.size() : slash + 1;
-  }
-  return n;
+const TreeNode* Find(const TreeNodePtr& root, std::string_view path) {
+  return FindNode(*root, path);
 }
 
 std::vector<Member> AllTypes() {

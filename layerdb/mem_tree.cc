@@ -36,4 +36,17 @@ TreeNodePtr MakeDirNode(uint32_t mode, uint8_t flags) {
   return n;
 }
 
+const TreeNode* FindNode(const TreeNode& root, std::string_view path) {
+  auto parts = SplitMemberPath(path);
+  if (!parts) return nullptr;
+  const TreeNode* n = &root;
+  for (std::string_view comp : *parts) {
+    if (!n->node.attr.is_dir()) return nullptr;
+    auto it = n->children.find(comp);
+    if (it == n->children.end()) return nullptr;
+    n = it->second.get();
+  }
+  return n;
+}
+
 }  // namespace strata::layerdb

@@ -40,6 +40,11 @@ Result<std::vector<std::string_view>> SplitMemberPath(std::string_view path);
 
 TreeNodePtr MakeDirNode(uint32_t mode, uint8_t flags);
 
+// The node at member path `path` below `root` (never following symlinks);
+// nullptr when a component is missing, is not a directory, or the path is
+// not a valid member name.
+const TreeNode* FindNode(const TreeNode& root, std::string_view path);
+
 // Per-tree counts gathered while writing.
 struct TreeStats {
   uint64_t inodes = 0;

@@ -18,7 +18,7 @@ auto Parse(std::string_view bytes, const char* what, Fn&& fn)
 
 }  // namespace
 
-std::string EncodeLayer(const LayerInfo& l) {
+json ToJson(const LayerInfo& l) {
   return json{{"id", l.id},
               {"diff_id", l.diff_id},
               {"compressed_digest", l.compressed_digest},
@@ -28,8 +28,11 @@ std::string EncodeLayer(const LayerInfo& l) {
               {"inodes", l.inodes},
               {"entries", l.entries},
               {"created", l.created},
-              {"pending", l.pending}}
-      .dump();
+              {"pending", l.pending}};
+}
+
+std::string EncodeLayer(const LayerInfo& l) {
+  return ToJson(l).dump();
 }
 
 Result<LayerInfo> DecodeLayer(std::string_view bytes) {
@@ -49,11 +52,14 @@ Result<LayerInfo> DecodeLayer(std::string_view bytes) {
   });
 }
 
-std::string EncodeView(const ViewInfo& v) {
+json ToJson(const ViewInfo& v) {
   return json{{"id", v.id},         {"layers", v.layers},
               {"inodes", v.inodes}, {"entries", v.entries},
-              {"size", v.size},     {"build_seconds", v.build_seconds}}
-      .dump();
+              {"size", v.size},     {"build_seconds", v.build_seconds}};
+}
+
+std::string EncodeView(const ViewInfo& v) {
+  return ToJson(v).dump();
 }
 
 Result<ViewInfo> DecodeView(std::string_view bytes) {

@@ -70,6 +70,11 @@ struct ImageInfo {
   int64_t created = 0;
 };
 
+// The JSON form of the records, as stored in the index (docs/format.md) and
+// as `strata inspect` and `--json` listings print them.
+nlohmann::json ToJson(const LayerInfo& layer);
+nlohmann::json ToJson(const ViewInfo& view);
+
 // "busybox" → "busybox:latest"; "host:5000/a" → "host:5000/a:latest".
 // EINVAL when the name is empty or contains characters outside the OCI
 // reference grammar.

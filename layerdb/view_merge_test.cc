@@ -35,17 +35,8 @@ Node Whiteout() {
   return File("");
 }  // content is ignored for ".wh." names
 
-// Follows `path` from `root`; nullptr when a component is missing.
 const TreeNode* Find(const TreeNodePtr& root, std::string_view path) {
-  const TreeNode* n = root.get();
-  auto parts = SplitMemberPath(path);
-  if (!parts) return nullptr;
-  for (std::string_view comp : *parts) {
-    auto it = n->children.find(comp);
-    if (it == n->children.end()) return nullptr;
-    n = it->second.get();
-  }
-  return n;
+  return FindNode(*root, path);
 }
 
 std::vector<std::string> Names(const TreeNodePtr& root, std::string_view dir) {

@@ -70,18 +70,6 @@ Result<int> ListImages(const GlobalOptions& global, bool as_json) {
   return 0;
 }
 
-json LayerJson(const LayerInfo& l) {
-  return {{"id", l.id},
-          {"diff_id", l.diff_id},
-          {"compressed_digest", l.compressed_digest},
-          {"media_type", l.media_type},
-          {"source", l.source},
-          {"size", l.size},
-          {"inodes", l.inodes},
-          {"entries", l.entries},
-          {"created", l.created}};
-}
-
 Result<int> ListLayers(const GlobalOptions& global, bool as_json) {
   STRATA_ASSIGN_OR_RETURN(auto store, OpenForListing(global));
   std::vector<LayerInfo> layers;
@@ -91,7 +79,7 @@ Result<int> ListLayers(const GlobalOptions& global, bool as_json) {
   json out = json::array();
   Table table({"ID", "DIFF ID", "SIZE", "FILES", "SOURCE"});
   for (const LayerInfo& l : layers) {
-    out.push_back(LayerJson(l));
+    out.push_back(layerdb::ToJson(l));
     table.AddRow({std::to_string(l.id),
                   l.diff_id.empty() ? "-" : ShortDigest(l.diff_id),
                   HumanSize(l.size), std::to_string(l.entries), l.source});
@@ -118,16 +106,10 @@ Result<int> Inspect(const GlobalOptions& global, const std::string& name) {
   json layers = json::array();
   for (layerdb::TreeId id : img.layers) {
     STRATA_ASSIGN_OR_RETURN(auto layer, store->GetLayer(id));
-    layers.push_back(layer ? LayerJson(*layer) : json{{"id", id}});
+    layers.push_back(layer ? layerdb::ToJson(*layer) : json{{"id", id}});
   }
-  json view = {{"id", img.view}};
   STRATA_ASSIGN_OR_RETURN(auto v, store->GetView(img.view));
-  if (v) {
-    view["inodes"] = v->inodes;
-    view["entries"] = v->entries;
-    view["size"] = v->size;
-    view["build_seconds"] = v->build_seconds;
-  }
+  json view = v ? layerdb::ToJson(*v) : json{{"id", img.view}};
   PrintJson({{"name", img.name},
              {"id", img.id},
              {"created", img.created},
