@@ -48,5 +48,6 @@ void AddImportCommands(CLI::App& app, Context& ctx);     // cmd_import.cc
 void AddImageCommands(CLI::App& app, Context& ctx);      // cmd_images.cc
 void AddExportCommands(CLI::App& app, Context& ctx);     // cmd_export.cc
 void AddLifecycleCommands(CLI::App& app, Context& ctx);  // cmd_lifecycle.cc
+void AddMountCommands(CLI::App& app, Context& ctx);      // cmd_mount.cc
 
 }  // namespace strata::cli

@@ -79,6 +79,7 @@ int Run(int argc, char** argv) {
   AddImageCommands(app, ctx);
   AddExportCommands(app, ctx);
   AddLifecycleCommands(app, ctx);
+  AddMountCommands(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

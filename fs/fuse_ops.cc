@@ -1,0 +1,424 @@
+#include "fs/fuse_ops.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+namespace strata::fs {
+
+namespace {
+
+DaemonContext& Ctx(fuse_req_t req) {
+  return *static_cast<DaemonContext*>(fuse_req_userdata(req));
+}
+UnionFs& Fs(fuse_req_t req) {
+  return *Ctx(req).fs;
+}
+
+void ReplyError(fuse_req_t req, const Error& e) {
+  int code = e.code();
+  if (code == EIO || code == ENOSPC || code == EMFILE)
+    spdlog::warn("{}", e.ToString());
+  else
+    spdlog::debug("{}", e.ToString());
+  fuse_reply_err(req, code > 0 ? code : EIO);
+}
+
+void ReplyStatus(fuse_req_t req, const Status& s) {
+  if (!s) return ReplyError(req, s.error());
+  fuse_reply_err(req, 0);
+}
+
+fuse_entry_param Entry(fuse_req_t req, const EntryOut& e) {
+  fuse_entry_param p{};
+  p.ino = e.nodeid;
+  p.attr = e.st;
+  p.attr_timeout = Ctx(req).timeout;
+  p.entry_timeout = Ctx(req).timeout;
+  return p;
+}
+
+void ReplyEntry(fuse_req_t req, const Result<EntryOut>& r) {
+  if (!r) return ReplyError(req, r.error());
+  fuse_entry_param p = Entry(req, *r);
+  if (fuse_reply_entry(req, &p) != 0 && r->nodeid != 0)
+    Fs(req).Forget(r->nodeid, 1);  // the kernel never saw it
+}
+
+Caller CallerOf(fuse_req_t req) {
+  const fuse_ctx* c = fuse_req_ctx(req);
+  return Caller{c->uid, c->gid};
+}
+
+OpenFile* FileOf(fuse_file_info* fi) {
+  return fi == nullptr ? nullptr : reinterpret_cast<OpenFile*>(fi->fh);
+}
+
+void Init(void* userdata, fuse_conn_info* conn) {
+  auto* ctx = static_cast<DaemonContext*>(userdata);
+  auto want = [&](unsigned cap) {
+    if (conn->capable & cap) conn->want |= cap;
+  };
+  want(FUSE_CAP_SPLICE_WRITE);
+  want(FUSE_CAP_SPLICE_MOVE);
+  want(FUSE_CAP_SPLICE_READ);
+  want(FUSE_CAP_PARALLEL_DIROPS);
+  want(FUSE_CAP_CACHE_SYMLINKS);
+  want(FUSE_CAP_READDIRPLUS);
+  want(FUSE_CAP_READDIRPLUS_AUTO);
+  want(FUSE_CAP_ASYNC_READ);
+  if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
+  // The kernel clears suid/sgid on write and chown itself.
+  conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->time_gran = 1;
+}
+
+void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, Fs(req).Lookup(parent, name));
+}
+
+void Forget(fuse_req_t req, fuse_ino_t ino, uint64_t n) {
+  Fs(req).Forget(ino, n);
+  fuse_reply_none(req);
+}
+
+void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  for (size_t i = 0; i < count; ++i)
+    Fs(req).Forget(forgets[i].ino, forgets[i].nlookup);
+  fuse_reply_none(req);
+}
+
+void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  auto r = Fs(req).GetAttr(ino);
+  if (!r) return ReplyError(req, r.error());
+  fuse_reply_attr(req, &*r, Ctx(req).timeout);
+}
+
+void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
+             fuse_file_info* fi) {
+  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi));
+  if (!r) return ReplyError(req, r.error());
+  fuse_reply_attr(req, &*r, Ctx(req).timeout);
+}
+
+void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  auto r = Fs(req).ReadLink(ino);
+  if (!r) return ReplyError(req, r.error());
+  fuse_reply_readlink(req, r->c_str());
+}
+
+void MakeNode(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+              dev_t rdev) {
+  ReplyEntry(req, Fs(req).MakeNode(parent, name, mode, rdev, CallerOf(req)));
+}
+
+void MakeDir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
+  ReplyEntry(req, Fs(req).MakeDir(parent, name, mode, CallerOf(req)));
+}
+
+void Symlink(fuse_req_t req, const char* target, fuse_ino_t parent,
+             const char* name) {
+  ReplyEntry(req, Fs(req).MakeSymlink(parent, name, target, CallerOf(req)));
+}
+
+void Link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char* name) {
+  ReplyEntry(req, Fs(req).Link(ino, parent, name));
+}
+
+void Unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyStatus(req, Fs(req).Unlink(parent, name));
+}
+
+void RemoveDir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  ReplyStatus(req, Fs(req).RemoveDir(parent, name));
+}
+
+void Rename(fuse_req_t req, fuse_ino_t parent, const char* name,
+            fuse_ino_t new_parent, const char* new_name, unsigned flags) {
+  ReplyStatus(req, Fs(req).Rename(parent, name, new_parent, new_name, flags));
+}
+
+void SetOpenFlags(fuse_file_info* fi, const OpenFile& file) {
+  fi->fh = reinterpret_cast<uint64_t>(&file);
+  // The lower tree never changes and we are the only writer of the upper:
+  // the page cache stays valid across opens.
+  fi->keep_cache = 1;
+  if ((file.flags & O_ACCMODE) == O_RDONLY) fi->noflush = 1;
+  if (file.flags & O_DIRECT) fi->direct_io = 1;
+}
+
+void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = Fs(req).Open(ino, fi->flags);
+  if (!r) return ReplyError(req, r.error());
+  OpenFile* file = r->release();
+  SetOpenFlags(fi, *file);
+  if (fuse_reply_open(req, fi) != 0) delete file;
+}
+
+void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
+            fuse_file_info* fi) {
+  auto r = Fs(req).CreateFile(parent, name, mode, fi->flags, CallerOf(req));
+  if (!r) return ReplyError(req, r.error());
+  OpenFile* file = r->second.release();
+  SetOpenFlags(fi, *file);
+  fuse_entry_param p = Entry(req, r->first);
+  if (fuse_reply_create(req, &p, fi) != 0) {
+    Fs(req).Forget(r->first.nodeid, 1);
+    delete file;
+  }
+}
+
+void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
+          fuse_file_info* fi) {
+  OpenFile& file = *FileOf(fi);
+  auto fd = Fs(req).ReadFd(file);
+  if (!fd) return ReplyError(req, fd.error());
+  if (*fd < 0) {
+    const std::string& d = file.inline_data;
+    size_t start = std::min(static_cast<size_t>(off), d.size());
+    size_t n = std::min(size, d.size() - start);
+    fuse_reply_buf(req, d.data() + start, n);
+    return;
+  }
+  fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+  buf.buf[0].flags =
+      static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  buf.buf[0].fd = *fd;
+  buf.buf[0].pos = off;
+  fuse_reply_data(req, &buf, FUSE_BUF_SPLICE_MOVE);
+}
+
+void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
+              fuse_file_info* fi) {
+  OpenFile& file = *FileOf(fi);
+  if (file.lower || !file.fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
+  out.buf[0].flags =
+      static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+  out.buf[0].fd = file.fd.get();
+  out.buf[0].pos = off;
+  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+  if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+  fuse_reply_write(req, static_cast<size_t>(n));
+}
+
+void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  fuse_reply_err(req, 0);
+}
+
+void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete FileOf(fi);
+  fuse_reply_err(req, 0);
+}
+
+void Fsync(fuse_req_t req, fuse_ino_t, int datasync, fuse_file_info* fi) {
+  ReplyStatus(req, Fs(req).Fsync(*FileOf(fi), datasync != 0));
+}
+
+void Fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
+               fuse_file_info* fi) {
+  OpenFile& file = *FileOf(fi);
+  if (file.lower || !file.fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  if (::fallocate(file.fd.get(), mode, offset, length) != 0)
+    return (void)fuse_reply_err(req, errno);
+  fuse_reply_err(req, 0);
+}
+
+void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence,
+           fuse_file_info* fi) {
+  OpenFile& file = *FileOf(fi);
+  auto fd = Fs(req).ReadFd(file);
+  if (!fd) return ReplyError(req, fd.error());
+  if (*fd < 0) {  // inline bytes have no holes
+    off_t size = static_cast<off_t>(file.inline_data.size());
+    if (off >= size) return (void)fuse_reply_err(req, ENXIO);
+    return (void)fuse_reply_lseek(req, whence == SEEK_DATA ? off : size);
+  }
+  off_t r = ::lseek(*fd, off, whence);
+  if (r < 0) return (void)fuse_reply_err(req, errno);
+  fuse_reply_lseek(req, r);
+}
+
+void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  auto r = Fs(req).OpenDir(ino);
+  if (!r) return ReplyError(req, r.error());
+  DirListing* dir = r->release();
+  fi->fh = reinterpret_cast<uint64_t>(dir);
+  fi->cache_readdir = 1;
+  fi->keep_cache = 1;
+  if (fuse_reply_open(req, fi) != 0) delete dir;
+}
+
+struct PendingEntry {
+  std::string name;
+  uint64_t ino;
+  uint32_t type;
+  uint64_t next;
+};
+
+void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+               fuse_file_info* fi, bool plus) {
+  auto* dir = reinterpret_cast<DirListing*>(fi->fh);
+  // Collect first: lookups for readdirplus take the namespace lock, which
+  // ReadDir holds.
+  std::vector<PendingEntry> pending;
+  size_t budget = 0;
+  auto s = Fs(req).ReadDir(
+      ino, *dir, static_cast<uint64_t>(off),
+      [&](std::string_view name, uint64_t st_ino, uint32_t type,
+          uint64_t next) {
+        budget += (plus ? 160 : 32) + name.size();
+        if (budget > size + 4096) return false;
+        pending.push_back({std::string(name), st_ino, type, next});
+        return true;
+      });
+  if (!s) return ReplyError(req, s.error());
+  std::vector<char> buf(size);
+  size_t used = 0;
+  for (const auto& e : pending) {
+    char* p = buf.data() + used;
+    size_t rem = size - used;
+    size_t need = 0;
+    if (!plus) {
+      struct stat st {};
+      st.st_ino = e.ino;
+      st.st_mode = e.type;
+      need = fuse_add_direntry(req, p, rem, e.name.c_str(), &st,
+                               static_cast<off_t>(e.next));
+      if (need > rem) break;
+    } else {
+      fuse_entry_param ep{};
+      bool counted = false;
+      if (e.name == "." || e.name == "..") {
+        ep.attr.st_ino = e.ino;
+        ep.attr.st_mode = e.type;
+      } else {
+        auto r = Fs(req).Lookup(ino, e.name);
+        if (!r || r->nodeid == 0) continue;  // changed meanwhile
+        ep = Entry(req, *r);
+        counted = true;
+      }
+      need = fuse_add_direntry_plus(req, p, rem, e.name.c_str(), &ep,
+                                    static_cast<off_t>(e.next));
+      if (need > rem) {
+        if (counted) Fs(req).Forget(ep.ino, 1);
+        break;
+      }
+    }
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+}
+
+void ReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+             fuse_file_info* fi) {
+  DoReadDir(req, ino, size, off, fi, false);
+}
+
+void ReadDirPlus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                 fuse_file_info* fi) {
+  DoReadDir(req, ino, size, off, fi, true);
+}
+
+void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  delete reinterpret_cast<DirListing*>(fi->fh);
+  fuse_reply_err(req, 0);
+}
+
+void FsyncDir(fuse_req_t req, fuse_ino_t ino, int, fuse_file_info*) {
+  ReplyStatus(req, Fs(req).FsyncDir(ino));
+}
+
+void StatFs(fuse_req_t req, fuse_ino_t) {
+  auto r = Fs(req).StatFs();
+  if (!r) return ReplyError(req, r.error());
+  fuse_reply_statfs(req, &*r);
+}
+
+void SetXattr(fuse_req_t req, fuse_ino_t ino, const char* name,
+              const char* value, size_t size, int flags) {
+  ReplyStatus(
+      req, Fs(req).SetXattr(ino, name, std::string_view(value, size), flags));
+}
+
+void ReplyXattrBytes(fuse_req_t req, const std::string& v, size_t size) {
+  if (size == 0) return (void)fuse_reply_xattr(req, v.size());
+  if (size < v.size()) return (void)fuse_reply_err(req, ERANGE);
+  fuse_reply_buf(req, v.data(), v.size());
+}
+
+void GetXattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  auto r = Fs(req).GetXattr(ino, name);
+  if (!r) return ReplyError(req, r.error());
+  ReplyXattrBytes(req, *r, size);
+}
+
+void ListXattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
+  auto r = Fs(req).ListXattrs(ino);
+  if (!r) return ReplyError(req, r.error());
+  std::string all;
+  for (const auto& n : *r) {
+    all += n;
+    all.push_back('\0');
+  }
+  ReplyXattrBytes(req, all, size);
+}
+
+void RemoveXattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
+  ReplyStatus(req, Fs(req).RemoveXattr(ino, name));
+}
+
+fuse_lowlevel_ops MakeOps() {
+  fuse_lowlevel_ops ops{};
+  ops.init = Init;
+  ops.lookup = Lookup;
+  ops.forget = Forget;
+  ops.forget_multi = ForgetMulti;
+  ops.getattr = GetAttr;
+  ops.setattr = SetAttr;
+  ops.readlink = ReadLink;
+  ops.mknod = MakeNode;
+  ops.mkdir = MakeDir;
+  ops.symlink = Symlink;
+  ops.link = Link;
+  ops.unlink = Unlink;
+  ops.rmdir = RemoveDir;
+  ops.rename = Rename;
+  ops.open = Open;
+  ops.create = Create;
+  ops.read = Read;
+  ops.write_buf = WriteBuf;
+  ops.flush = Flush;
+  ops.release = Release;
+  ops.fsync = Fsync;
+  ops.fallocate = Fallocate;
+  ops.lseek = Lseek;
+  ops.opendir = OpenDir;
+  ops.readdir = ReadDir;
+  ops.readdirplus = ReadDirPlus;
+  ops.releasedir = ReleaseDir;
+  ops.fsyncdir = FsyncDir;
+  ops.statfs = StatFs;
+  ops.setxattr = SetXattr;
+  ops.getxattr = GetXattr;
+  ops.listxattr = ListXattr;
+  ops.removexattr = RemoveXattr;
+  return ops;
+}
+
+}  // namespace
+
+const fuse_lowlevel_ops& UnionOps() {
+  static const fuse_lowlevel_ops ops = MakeOps();
+  return ops;
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,20 @@
+#pragma once
+
+// The libfuse low-level operations table over a UnionFs: thin adapters that
+// decode a request, call UnionFs, and reply exactly once.
+
+#include <fuse_lowlevel.h>
+
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+
+struct DaemonContext {
+  UnionFs* fs = nullptr;
+  double timeout = 86400.0;  // we are the only writer: cache for a day
+  bool posix_acl = false;    // with default_permissions
+};
+
+const fuse_lowlevel_ops& UnionOps();
+
+}  // namespace strata::fs

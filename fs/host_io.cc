@@ -1,0 +1,243 @@
+#include "fs/host_io.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <array>
+#include <vector>
+
+namespace strata::fs::host {
+
+namespace {
+std::string Str(std::string_view s) {
+  return std::string(s);
+}
+}  // namespace
+
+bool IsFdLink(const std::string& path) {
+  constexpr std::string_view kPrefix = "/proc/self/fd/";
+  return path.starts_with(kPrefix) &&
+         path.find('/', kPrefix.size()) == std::string::npos;
+}
+
+namespace {
+// The xattr calls never follow a final symlink, except the /proc/self/fd
+// magic link of an O_PATH fd, which stands for the object itself.
+ssize_t GetX(const std::string& p, const char* n, void* v, size_t s) {
+  return IsFdLink(p) ? ::getxattr(p.c_str(), n, v, s)
+                     : ::lgetxattr(p.c_str(), n, v, s);
+}
+ssize_t ListX(const std::string& p, char* v, size_t s) {
+  return IsFdLink(p) ? ::listxattr(p.c_str(), v, s)
+                     : ::llistxattr(p.c_str(), v, s);
+}
+int SetX(const std::string& p, const char* n, const void* v, size_t s, int f) {
+  return IsFdLink(p) ? ::setxattr(p.c_str(), n, v, s, f)
+                     : ::lsetxattr(p.c_str(), n, v, s, f);
+}
+int RemoveX(const std::string& p, const char* n) {
+  return IsFdLink(p) ? ::removexattr(p.c_str(), n)
+                     : ::lremovexattr(p.c_str(), n);
+}
+}  // namespace
+
+Status Chown(const std::string& path, uid_t uid, gid_t gid) {
+  int rc = IsFdLink(path) ? ::chown(path.c_str(), uid, gid)
+                          : ::lchown(path.c_str(), uid, gid);
+  if (rc != 0) return Error::FromErrno("chown", path);
+  return Ok();
+}
+
+Status Utimens(const std::string& path, const struct timespec times[2]) {
+  int flags = IsFdLink(path) ? 0 : AT_SYMLINK_NOFOLLOW;
+  if (::utimensat(AT_FDCWD, path.c_str(), times, flags) != 0)
+    return Error::FromErrno("utimensat", path);
+  return Ok();
+}
+
+Result<std::optional<struct stat>> StatAt(int dirfd, std::string_view name) {
+  struct stat st {};
+  if (::fstatat(dirfd, Str(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+    return std::optional<struct stat>(st);
+  if (errno == ENOENT || errno == ENOTDIR) return std::optional<struct stat>();
+  return Error::FromErrno("fstatat", Str(name));
+}
+
+Result<struct stat> StatFd(int fd) {
+  struct stat st {};
+  if (::fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
+    return Error::FromErrno("fstat");
+  return st;
+}
+
+Result<UniqueFd> OpenAt(int dirfd, std::string_view name, int flags,
+                        mode_t mode) {
+  int fd = ::openat(dirfd, Str(name).c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0) return Error::FromErrno("openat", Str(name));
+  return UniqueFd(fd);
+}
+
+Result<std::optional<std::string>> GetXattr(const std::string& path,
+                                            const std::string& name) {
+  std::array<char, 512> small;
+  ssize_t n = GetX(path, name.c_str(), small.data(), small.size());
+  if (n >= 0)
+    return std::optional<std::string>(
+        std::string(small.data(), static_cast<size_t>(n)));
+  if (errno == ENODATA || errno == ENOTSUP) return std::optional<std::string>();
+  if (errno != ERANGE) return Error::FromErrno("getxattr", path + " " + name);
+  while (true) {
+    n = GetX(path, name.c_str(), nullptr, 0);
+    if (n < 0) return Error::FromErrno("getxattr", path + " " + name);
+    std::string v(static_cast<size_t>(n), '\0');
+    n = GetX(path, name.c_str(), v.data(), v.size());
+    if (n >= 0) {
+      v.resize(static_cast<size_t>(n));
+      return std::optional<std::string>(std::move(v));
+    }
+    if (errno != ERANGE) return Error::FromErrno("getxattr", path + " " + name);
+  }
+}
+
+Result<std::vector<std::string>> ListXattrNames(const std::string& path) {
+  std::vector<std::string> names;
+  std::string buf(256, '\0');
+  while (true) {
+    ssize_t n = ListX(path, buf.data(), buf.size());
+    if (n >= 0) {
+      buf.resize(static_cast<size_t>(n));
+      break;
+    }
+    if (errno == ENOTSUP) return names;
+    if (errno != ERANGE) return Error::FromErrno("listxattr", path);
+    n = ListX(path, nullptr, 0);
+    if (n < 0) return Error::FromErrno("listxattr", path);
+    buf.assign(static_cast<size_t>(n) + 64, '\0');
+  }
+  for (size_t pos = 0; pos < buf.size();) {
+    size_t end = buf.find('\0', pos);
+    if (end == std::string::npos) end = buf.size();
+    if (end > pos) names.emplace_back(buf.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return names;
+}
+
+Result<XattrList> ReadXattrs(const std::string& path) {
+  STRATA_ASSIGN_OR_RETURN(auto names, ListXattrNames(path));
+  XattrList out;
+  for (auto& n : names) {
+    STRATA_ASSIGN_OR_RETURN(auto v, GetXattr(path, n));
+    if (v) out.emplace_back(std::move(n), std::move(*v));
+  }
+  return out;
+}
+
+Status SetXattr(const std::string& path, const std::string& name,
+                std::string_view value, int flags) {
+  if (SetX(path, name.c_str(), value.data(), value.size(), flags) != 0)
+    return Error::FromErrno("setxattr", path + " " + name);
+  return Ok();
+}
+
+Status RemoveXattr(const std::string& path, const std::string& name) {
+  if (RemoveX(path, name.c_str()) != 0 && errno != ENODATA)
+    return Error::FromErrno("removexattr", path + " " + name);
+  return Ok();
+}
+
+namespace {
+
+Status CopyRange(int src, int dst, off_t off, off_t end) {
+  while (off < end) {
+    loff_t in = off, out = off;
+    ssize_t n = ::copy_file_range(src, &in, dst, &out,
+                                  static_cast<size_t>(end - off), 0);
+    if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP ||
+                  errno == EINVAL)) {
+      std::vector<char> buf(1 << 20);
+      ssize_t r = ::pread(
+          src, buf.data(),
+          std::min<size_t>(buf.size(), static_cast<size_t>(end - off)), off);
+      if (r < 0) return Error::FromErrno("pread", "copy-up source");
+      if (r == 0) return Ok();
+      ssize_t w = ::pwrite(dst, buf.data(), static_cast<size_t>(r), off);
+      if (w < 0) return Error::FromErrno("pwrite", "copy-up target");
+      n = w;
+    } else if (n < 0) {
+      return Error::FromErrno("copy_file_range", "copy-up");
+    }
+    if (n == 0) return Ok();
+    off += n;
+  }
+  return Ok();
+}
+
+}  // namespace
+
+Status CopyData(int src, int dst, uint64_t size) {
+  if (size == 0) return Ok();
+  if (::ioctl(dst, FICLONE, src) == 0) return Ok();
+  off_t end = static_cast<off_t>(size);
+  if (::ftruncate(dst, end) != 0)
+    return Error::FromErrno("ftruncate", "copy-up");
+  off_t pos = 0;
+  while (pos < end) {
+    off_t data = ::lseek(src, pos, SEEK_DATA);
+    if (data < 0) {
+      if (errno == ENXIO) break;  // only a hole is left
+      data = pos;                 // SEEK_DATA unsupported: copy everything
+    }
+    off_t hole = ::lseek(src, data, SEEK_HOLE);
+    if (hole < 0 || hole > end) hole = end;
+    STRATA_RETURN_IF_ERROR(CopyRange(src, dst, data, hole));
+    pos = hole;
+  }
+  return Ok();
+}
+
+Result<std::vector<HostDirent>> ReadDirAll(int dirfd) {
+  int dup = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (dup < 0) return Error::FromErrno("dup");
+  DIR* d = ::fdopendir(dup);
+  if (d == nullptr) {
+    ::close(dup);
+    return Error::FromErrno("fdopendir");
+  }
+  ::rewinddir(d);
+  std::vector<HostDirent> out;
+  errno = 0;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string_view n = e->d_name;
+    if (n == "." || n == "..") continue;
+    out.push_back(HostDirent{std::string(n), e->d_type, e->d_ino});
+  }
+  int err = errno;
+  ::closedir(d);
+  if (err != 0) return Error(err, "readdir");
+  return out;
+}
+
+Status RemoveTreeAt(int dirfd, std::string_view name) {
+  auto st = StatAt(dirfd, name);
+  if (!st) return st.error();
+  if (!*st) return Ok();
+  if (S_ISDIR((*st)->st_mode)) {
+    STRATA_ASSIGN_OR_RETURN(
+        UniqueFd sub, OpenAt(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+    STRATA_ASSIGN_OR_RETURN(auto entries, ReadDirAll(sub.get()));
+    for (const auto& e : entries)
+      STRATA_RETURN_IF_ERROR(RemoveTreeAt(sub.get(), e.name));
+    if (::unlinkat(dirfd, Str(name).c_str(), AT_REMOVEDIR) != 0)
+      return Error::FromErrno("rmdir", Str(name));
+  } else if (::unlinkat(dirfd, Str(name).c_str(), 0) != 0) {
+    return Error::FromErrno("unlink", Str(name));
+  }
+  return Ok();
+}
+
+}  // namespace strata::fs::host

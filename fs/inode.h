@@ -1,0 +1,73 @@
+#pragma once
+
+// Inode: one object of the union as the kernel knows it (one FUSE node id),
+// identified by its persistent st_ino (fs/lower_source.h, "Identity"). All
+// names of a hardlink group share one Inode, so a write through one name is
+// seen through the others, before and after copy-up.
+//
+// Locking: the namespace fields (upper, metacopy, opaque, parent, name,
+// override, nlink caches) are guarded by UnionFs::ns_mutex_ (shared for
+// lookups and reads of state, exclusive for changes). `data_mutex` latches a
+// data copy-up of this inode so that it runs once and outside ns_mutex_.
+// Lock order: data_mutex, then ns_mutex_.
+
+#include <sys/stat.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "fs/lower_source.h"
+#include "fs/upper_format.h"
+#include "layerdb/base/unique_fd.h"
+
+namespace strata::fs {
+
+struct Inode {
+  Inode(uint64_t ino, mode_t type_bits) : st_ino(ino), type(type_bits) {}
+
+  const uint64_t st_ino;  // identity: equal to d_ino, stable
+  const mode_t type;  // S_IFMT bits; a name that changes type is a new Inode
+
+  bool is_dir() const { return S_ISDIR(type); }
+  bool is_reg() const { return S_ISREG(type); }
+
+  // Lower part: the lower object (for a directory, the lower directory that
+  // merges into it; unset when opaque or upper-only) and its path from the
+  // lower root ("" for the root, else "a/b"), written into redirects and
+  // metacopy records.
+  std::optional<LowerRef> lower;
+  std::string lower_path;
+  uint32_t lower_nlink = 1;  // hardlink group in the lower tree when > 1
+
+  // Upper part: an O_PATH fd of the upper object (invalid: not copied up).
+  UniqueFd upper;
+  bool metacopy = false;  // upper holds metadata only; data is `lower`
+  bool opaque = false;    // directory: the lower part is hidden
+  bool indexed = false;   // hardlink group with an entry in strata-index
+  bool unlinked = false;  // no name left (open-unlinked)
+  std::optional<uint32_t> group_nlink;   // indexed: the union nlink
+  std::optional<OverrideStat> override;  // rootless ownership record
+  // Merged directory: cached nlink, -1 when unknown (atomic: filled under
+  // the shared lock).
+  std::atomic<int64_t> dir_nlink{-1};
+  bool xattr_whiteouts = false;  // opaque value "x": may hold xattr whiteouts
+
+  // One name of the inode (the last one looked up or given), for copy-up
+  // of a file that is opened by inode. The root has no parent.
+  std::shared_ptr<Inode> parent;
+  std::string name;
+
+  // Bumped when data moves to the upper; open lower handles reopen.
+  std::atomic<uint32_t> data_generation{0};
+  std::mutex data_mutex;
+
+  // Kernel references (FUSE lookup count). Guarded by InodeTable's mutex.
+  uint64_t nlookup = 0;
+  std::shared_ptr<Inode> pin;  // self, while nlookup > 0
+};
+
+}  // namespace strata::fs

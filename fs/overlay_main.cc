@@ -1,0 +1,224 @@
+// strata-overlay: fuse-overlayfs's command line over strata's union, with
+// plain host directories as lower layers (design §2; issue "drop-in for
+// fuse-overlayfs"). Also reachable as `mount -t fuse.strata-overlay` through
+// mount.fuse3, which calls `strata-overlay SOURCE MOUNTPOINT -o OPTS`.
+//
+//   strata-overlay -o lowerdir=A:B,upperdir=U,workdir=W [-f] [-d] [SOURCE] MNT
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "fs/dir_lower.h"
+#include "fs/session.h"
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+namespace {
+
+constexpr const char* kUsage =
+    "usage: strata-overlay -o lowerdir=LOWER[:LOWER...][,upperdir=UPPER,"
+    "workdir=WORK][,OPTION...] [-f] [-d] [SOURCE] MOUNTPOINT\n"
+    "Mounts the union of LOWER directories (the first is the topmost) under\n"
+    "the writable UPPER, like fuse-overlayfs and kernel overlayfs.\n"
+    "Options: ro, volatile (or fsync=0: no fsync, crash marker), debug,\n"
+    "allow_other, allow_root; generic mount options are accepted and "
+    "ignored.\n";
+
+struct OverlayArgs {
+  std::vector<std::string> lowers;
+  std::string upper, work;
+  MountConfig mount;
+  UnionOptions opts;
+};
+
+// Splits an -o list on commas and a lowerdir on colons; "\," and "\:"
+// escape them, as in kernel overlayfs.
+std::vector<std::string> SplitEscaped(std::string_view s, char sep) {
+  std::vector<std::string> out(1);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out.back() += s[++i];
+    } else if (s[i] == sep) {
+      out.emplace_back();
+    } else {
+      out.back() += s[i];
+    }
+  }
+  return out;
+}
+
+std::string Absolute(const std::string& p) {
+  if (p.empty() || p[0] == '/') return p;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof cwd) == nullptr) return p;
+  return std::string(cwd) + "/" + p;
+}
+
+bool IsIgnored(std::string_view key) {
+  static const char* const kIgnored[] = {"rw",
+                                         "dev",
+                                         "nodev",
+                                         "suid",
+                                         "nosuid",
+                                         "exec",
+                                         "noexec",
+                                         "atime",
+                                         "noatime",
+                                         "relatime",
+                                         "norelatime",
+                                         "strictatime",
+                                         "lazytime",
+                                         "nolazytime",
+                                         "sync",
+                                         "async",
+                                         "dirsync",
+                                         "auto",
+                                         "noauto",
+                                         "user",
+                                         "nouser",
+                                         "users",
+                                         "_netdev",
+                                         "nofail",
+                                         "defaults",
+                                         "context",
+                                         "fscontext",
+                                         "defcontext",
+                                         "rootcontext",
+                                         "default_permissions",
+                                         "index",
+                                         "redirect_dir",
+                                         "metacopy",
+                                         "xino",
+                                         "userxattr",
+                                         "nfs_export",
+                                         "fast_ino",
+                                         "static_nlink",
+                                         "noacl",
+                                         "threaded",
+                                         "plugins",
+                                         "timeout",
+                                         "max_idle_threads",
+                                         "source",
+                                         "x-systemd.automount"};
+  for (const char* k : kIgnored)
+    if (key == k) return true;
+  return key.starts_with("x-");
+}
+
+// Returns an error line, or "" when the option was taken.
+std::string TakeOption(const std::string& opt, OverlayArgs& a) {
+  size_t eq = opt.find('=');
+  std::string key = opt.substr(0, eq);
+  std::string val = eq == std::string::npos ? "" : opt.substr(eq + 1);
+  if (key == "lowerdir") {
+    a.lowers.clear();
+    for (auto& l : SplitEscaped(val, ':'))
+      if (!l.empty()) a.lowers.push_back(Absolute(l));
+  } else if (key == "upperdir") {
+    a.upper = Absolute(val);
+  } else if (key == "workdir") {
+    a.work = Absolute(val);
+  } else if (key == "ro") {
+    a.mount.read_only = true;
+  } else if (key == "volatile" || (key == "fsync" && val == "0")) {
+    a.opts.volatile_upper = true;
+  } else if (key == "fsync") {
+  } else if (key == "debug") {
+    a.mount.debug = true;
+  } else if (key == "allow_other" || key == "allow_root") {
+    a.mount.fuse_options.push_back(key);
+  } else if (key == "uidmapping" || key == "gidmapping" ||
+             key == "squash_to_root" || key == "squash_to_uid" ||
+             key == "squash_to_gid") {
+    return "option " + key +
+           " is not supported (run in a user namespace instead)";
+  } else if (!IsIgnored(key)) {
+    spdlog::warn("unknown option {} ignored", key);
+  }
+  return "";
+}
+
+int Main(int argc, char** argv) {
+  OverlayArgs a;
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    std::string opts;
+    if (arg == "-o" && i + 1 < argc) {
+      opts = argv[++i];
+    } else if (arg.starts_with("-o")) {
+      opts = std::string(arg.substr(2));
+    } else if (arg == "-f") {
+      a.mount.foreground = true;
+      continue;
+    } else if (arg == "-d" || arg == "--debug") {
+      a.mount.debug = true;
+      a.mount.foreground = true;
+      continue;
+    } else if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "-V" || arg == "--version") {
+      std::puts("strata-overlay 0.1.0");
+      return 0;
+    } else if (arg.starts_with("-")) {
+      std::fprintf(stderr, "strata-overlay: unknown flag %s\n%s", argv[i],
+                   kUsage);
+      return 2;
+    } else {
+      positional.emplace_back(arg);
+      continue;
+    }
+    for (const auto& o : SplitEscaped(opts, ',')) {
+      if (o.empty()) continue;
+      std::string err = TakeOption(o, a);
+      if (!err.empty()) {
+        std::fprintf(stderr, "strata-overlay: %s\n", err.c_str());
+        return 2;
+      }
+    }
+  }
+  if (positional.empty() || positional.size() > 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  if (a.lowers.empty()) {
+    std::fputs("strata-overlay: no lowerdir given (-o lowerdir=DIR)\n", stderr);
+    return 2;
+  }
+  if (!a.upper.empty() && a.work.empty()) {
+    std::fputs("strata-overlay: upperdir needs workdir\n", stderr);
+    return 2;
+  }
+  a.mount.mountpoint = Absolute(positional.back());
+  a.mount.fsname = positional.size() == 2 ? positional[0] : "strata-overlay";
+  a.mount.subtype = "strata-overlay";
+  if (a.upper.empty()) a.mount.read_only = true;
+  a.opts.upper_dir = a.mount.read_only ? "" : a.upper;
+  a.opts.work_dir = a.mount.read_only ? "" : a.work;
+  a.opts.xattr_ns = ::geteuid() == 0 ? XattrNs::kTrusted : XattrNs::kUser;
+  auto lowers = a.lowers;
+  auto opts = a.opts;
+  return RunMount(a.mount,
+                  [lowers, opts]() -> Result<std::unique_ptr<UnionFs>> {
+                    auto src = DirLowerSource::Open(lowers);
+                    if (!src) return src.error().WithContext("lowerdir");
+                    return UnionFs::Create(std::move(*src), opts);
+                  });
+}
+
+}  // namespace
+}  // namespace strata::fs
+
+int main(int argc, char** argv) {
+  spdlog::set_pattern("strata-overlay: %^%l%$: %v");
+  spdlog::set_level(spdlog::level::warn);
+  return strata::fs::Main(argc, argv);
+}

@@ -1,0 +1,174 @@
+#include "fs/session.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "fs/fuse_ops.h"
+
+namespace strata::fs {
+
+namespace {
+
+// Each cached inode holds an O_PATH fd of its upper object: allow many.
+void RaiseFdLimit() {
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+    r.rlim_cur = r.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &r);
+  }
+}
+
+std::string JoinOptions(const MountConfig& c, bool* posix_acl) {
+  std::vector<std::string> opts = {"fsname=" + c.fsname, "subtype=" + c.subtype,
+                                   "default_permissions"};
+  *posix_acl = true;
+  if (::geteuid() == 0) {
+    // As fuse-overlayfs does: other users (container processes) may use it.
+    opts.insert(opts.end(), {"allow_other", "suid", "dev"});
+  }
+  if (c.read_only) opts.push_back("ro");
+  for (const auto& o : c.fuse_options)
+    opts.push_back(o);
+  return fmt::format("{}", fmt::join(opts, ","));
+}
+
+// Reports the daemon's readiness to a waiting parent: "" = mounted, else
+// the error line.
+void Report(int fd, const std::string& msg) {
+  if (fd < 0) return;
+  std::string m = msg.empty() ? "ok" : msg;
+  (void)!::write(fd, m.data(), m.size());
+  ::close(fd);
+}
+
+int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
+  ::umask(0);
+  RaiseFdLimit();
+  auto fs = make_fs();
+  if (!fs) {
+    std::string msg = fs.error().ToString();
+    if (ready_fd < 0) std::fprintf(stderr, "strata: %s\n", msg.c_str());
+    Report(ready_fd, msg);
+    return 1;
+  }
+  DaemonContext ctx;
+  ctx.fs = fs->get();
+  ctx.timeout = c.timeout;
+  std::string opts = JoinOptions(c, &ctx.posix_acl);
+  std::vector<std::string> argv_s = {"strata", "-o", opts};
+  if (c.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s)
+    argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se =
+      fuse_session_new(&args, &UnionOps(), sizeof(fuse_lowlevel_ops), &ctx);
+  if (se == nullptr) {
+    Report(ready_fd, "mount " + c.mountpoint + ": bad FUSE options: " + opts);
+    return 1;
+  }
+  if (fuse_set_signal_handlers(se) != 0 ||
+      fuse_session_mount(se, c.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    Report(ready_fd, "mount " + c.mountpoint +
+                         ": FUSE mount failed (is /dev/fuse usable and the "
+                         "mountpoint an existing directory?)");
+    return 1;
+  }
+  if (ready_fd >= 0) {
+    // Detach from the caller's terminal only once the mount is up.
+    int null = ::open("/dev/null", O_RDWR);
+    if (null >= 0) {
+      ::dup2(null, 0);
+      ::dup2(null, 1);
+      if (!c.debug) ::dup2(null, 2);
+      if (null > 2) ::close(null);
+    }
+  }
+  Report(ready_fd, "");
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  unsigned threads = c.max_threads;
+  if (threads == 0)
+    threads = std::max(4u, 2 * std::thread::hardware_concurrency());
+  fuse_loop_cfg_set_max_threads(loop, threads);
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  int rc = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  fuse_session_unmount(se);
+  fuse_remove_signal_handlers(se);
+  fuse_session_destroy(se);
+  fs->reset();
+  return rc == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int RunMount(const MountConfig& c, const FsFactory& make_fs) {
+  if (c.foreground) return Serve(c, make_fs, -1);
+  int pipefd[2];
+  if (::pipe2(pipefd, O_CLOEXEC) != 0) {
+    std::perror("strata: pipe");
+    return 1;
+  }
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("strata: fork");
+    return 1;
+  }
+  if (pid == 0) {
+    ::close(pipefd[0]);
+    ::setsid();
+    if (::chdir("/") != 0) _exit(1);
+    _exit(Serve(c, make_fs, pipefd[1]));
+  }
+  ::close(pipefd[1]);
+  std::string msg;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0)
+    msg.append(buf, static_cast<size_t>(n));
+  ::close(pipefd[0]);
+  if (msg == "ok") return 0;
+  if (msg.empty())
+    msg = "mount " + c.mountpoint + ": the daemon died while starting";
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  std::fprintf(stderr, "strata: %s\n", msg.c_str());
+  return 1;
+}
+
+Status Unmount(const std::string& mountpoint, bool lazy) {
+  if (::geteuid() == 0) {
+    if (::umount2(mountpoint.c_str(), lazy ? MNT_DETACH : 0) != 0)
+      return Error::FromErrno("umount", mountpoint);
+    return Ok();
+  }
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (lazy)
+      ::execlp("fusermount3", "fusermount3", "-u", "-z", "--",
+               mountpoint.c_str(), nullptr);
+    else
+      ::execlp("fusermount3", "fusermount3", "-u", "--", mountpoint.c_str(),
+               nullptr);
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || ::waitpid(pid, &status, 0) < 0)
+    return Error::FromErrno("fusermount3");
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error(EIO, "umount", mountpoint + ": fusermount3 -u failed");
+  return Ok();
+}
+
+}  // namespace strata::fs

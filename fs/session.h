@@ -1,0 +1,47 @@
+#pragma once
+
+// Mounting a UnionFs and running its FUSE loop (design §2, "Mounting").
+//
+// RunMount forks the daemon (unless `foreground`), which builds the
+// filesystem (make_fs runs in the daemon: LMDB must be opened after the
+// fork), mounts it and only then tells the parent, which exits 0 — so a
+// command that returns has a working mount — or prints the daemon's
+// one-line error and exits 1. The daemon serves until unmounted or sent
+// SIGTERM/SIGINT/SIGHUP, then unmounts.
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "fs/union_fs.h"
+#include "layerdb/base/error.h"
+
+namespace strata::fs {
+
+struct MountConfig {
+  std::string mountpoint;
+  std::string fsname;   // shown in /proc/mounts as the source
+  std::string subtype;  // "strata" → type fuse.strata
+  bool foreground = false;
+  bool debug = false;
+  bool read_only = false;
+  // Mount options for the kernel / fusermount3 (allow_other, ...). The
+  // root defaults (allow_other, default_permissions, suid, dev) are added
+  // by RunMount.
+  std::vector<std::string> fuse_options;
+  unsigned max_threads = 0;  // 0: 2 × CPUs, at least 4
+  double timeout = 86400.0;
+};
+
+using FsFactory = std::function<Result<std::unique_ptr<UnionFs>>()>;
+
+// Returns the process exit status (0 mounted / served and unmounted, 1
+// failed). In the parent of a forked daemon it returns once the mount is
+// ready or has failed.
+int RunMount(const MountConfig& config, const FsFactory& make_fs);
+
+// Unmounts `mountpoint` (umount2 as root, else fusermount3 -u).
+Status Unmount(const std::string& mountpoint, bool lazy);
+
+}  // namespace strata::fs

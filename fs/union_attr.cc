@@ -1,0 +1,181 @@
+// UnionFs: attributes and xattrs. Changing metadata copies up metadata
+// only (a sparse stub that names its lower data); changing the size copies
+// the data.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+#include <fuse_lowlevel.h>
+
+#include "fs/host_io.h"
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+
+namespace {
+
+bool IsPermissionError(int code) {
+  return code == EPERM || code == EINVAL;
+}
+
+}  // namespace
+
+Status UnionFs::SetOwner(Inode& node, const std::string& path, uid_t uid,
+                         gid_t gid) {
+  if (!node.override) {
+    auto chown = host::Chown(path, uid, gid);
+    if (chown) return Ok();
+    if (!IsPermissionError(chown.error().code()) || S_ISLNK(node.type))
+      return chown.error();
+    // The daemon may not give the file away: record the owner instead.
+    STRATA_ASSIGN_OR_RETURN(struct stat st, host::StatFd(node.upper.get()));
+    node.override = OverrideStat{st.st_uid, st.st_gid, st.st_mode, st.st_rdev};
+  }
+  if (uid != static_cast<uid_t>(-1)) node.override->uid = uid;
+  if (gid != static_cast<gid_t>(-1)) node.override->gid = gid;
+  // chown drops suid/sgid of a regular file, as the kernel would.
+  if (S_ISREG(node.override->mode)) node.override->mode &= ~(S_ISUID | S_ISGID);
+  return host::SetXattr(path, kOverrideStat,
+                        FormatOverrideStat(*node.override));
+}
+
+Status UnionFs::SetMode(Inode& node, const std::string& path, mode_t mode) {
+  if (S_ISLNK(node.type)) return Ok();
+  if (node.override) {
+    node.override->mode = (node.override->mode & S_IFMT) | (mode & 07777);
+    STRATA_RETURN_IF_ERROR(host::SetXattr(path, kOverrideStat,
+                                          FormatOverrideStat(*node.override)));
+    mode = (mode & 0777) | (node.is_dir() ? 0700 : 0600);
+  }
+  if (::chmod(path.c_str(), mode & 07777) != 0)
+    return Error::FromErrno("chmod", node.name);
+  return Ok();
+}
+
+Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
+                                     int to_set, OpenFile* file) {
+  if (read_only()) return Error(EROFS, "setattr");
+  auto node = table_->GetShared(nodeid);
+  if (!node) return Error(ESTALE, "setattr");
+  if ((to_set & FUSE_SET_ATTR_SIZE) && node->is_reg())
+    STRATA_RETURN_IF_ERROR(CopyUpData(node, attr.st_size == 0));
+  std::unique_lock lock(ns_mutex_);
+  if (!node->upper.valid()) {
+    STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+  }
+  std::string path = UpperPath(*node);
+  if (to_set & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+    uid_t uid =
+        (to_set & FUSE_SET_ATTR_UID) ? attr.st_uid : static_cast<uid_t>(-1);
+    gid_t gid =
+        (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
+    STRATA_RETURN_IF_ERROR(SetOwner(*node, path, uid, gid));
+  }
+  if (to_set & FUSE_SET_ATTR_MODE)
+    STRATA_RETURN_IF_ERROR(SetMode(*node, path, attr.st_mode));
+  if (to_set & FUSE_SET_ATTR_SIZE) {
+    int rc = file != nullptr && file->fd.valid() && !file->lower
+                 ? ::ftruncate(file->fd.get(), attr.st_size)
+                 : ::truncate(path.c_str(), attr.st_size);
+    if (rc != 0) return Error::FromErrno("truncate", node->name);
+  }
+  if (to_set & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+    struct timespec t[2];
+    t[0].tv_nsec = UTIME_OMIT;
+    t[1].tv_nsec = UTIME_OMIT;
+    if (to_set & FUSE_SET_ATTR_ATIME_NOW) {
+      t[0].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_ATIME) {
+      t[0] = attr.st_atim;
+    }
+    if (to_set & FUSE_SET_ATTR_MTIME_NOW) {
+      t[1].tv_nsec = UTIME_NOW;
+    } else if (to_set & FUSE_SET_ATTR_MTIME) {
+      t[1] = attr.st_mtim;
+    }
+    STRATA_RETURN_IF_ERROR(host::Utimens(path, t));
+  }
+  return StatOf(*node);
+}
+
+Result<std::string> UnionFs::GetXattr(uint64_t nodeid, std::string_view name) {
+  std::string n(name);
+  if (UpperFormat::IsPrivateXattr(n) || n == kOverrideStat)
+    return Error(ENODATA, "getxattr", n);
+  std::shared_lock lock(ns_mutex_);
+  Inode& node = table_->Get(nodeid);
+  if (node.upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(auto v, host::GetXattr(UpperPath(node), n));
+    if (!v) return Error(ENODATA, "getxattr", n);
+    return std::move(*v);
+  }
+  if (!node.lower) return Error(ENODATA, "getxattr", n);
+  STRATA_ASSIGN_OR_RETURN(auto all, lower_->Xattrs(*node.lower));
+  for (auto& [k, v] : all)
+    if (k == n) return std::move(v);
+  return Error(ENODATA, "getxattr", n);
+}
+
+Result<std::vector<std::string>> UnionFs::ListXattrs(uint64_t nodeid) {
+  std::shared_lock lock(ns_mutex_);
+  Inode& node = table_->Get(nodeid);
+  std::vector<std::string> out;
+  if (node.upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(auto names, host::ListXattrNames(UpperPath(node)));
+    for (auto& n : names)
+      if (!UpperFormat::IsPrivateXattr(n) && n != kOverrideStat)
+        out.push_back(std::move(n));
+    return out;
+  }
+  if (!node.lower) return out;
+  STRATA_ASSIGN_OR_RETURN(auto all, lower_->Xattrs(*node.lower));
+  for (auto& kv : all)
+    out.push_back(std::move(kv.first));
+  return out;
+}
+
+Status UnionFs::SetXattr(uint64_t nodeid, std::string_view name,
+                         std::string_view value, int flags) {
+  std::string n(name);
+  if (UpperFormat::IsPrivateXattr(n) || n == kOverrideStat)
+    return Error(EPERM, "setxattr", n);
+  if (read_only()) return Error(EROFS, "setxattr");
+  auto node = table_->GetShared(nodeid);
+  if (!node) return Error(ESTALE, "setxattr");
+  std::unique_lock lock(ns_mutex_);
+  if (!node->upper.valid()) STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+  auto set = host::SetXattr(UpperPath(*node), n, value, flags);
+  if (!set) return Error(set.error().code(), "setxattr", n);
+  return Ok();
+}
+
+Status UnionFs::RemoveXattr(uint64_t nodeid, std::string_view name) {
+  std::string n(name);
+  if (UpperFormat::IsPrivateXattr(n) || n == kOverrideStat)
+    return Error(EPERM, "removexattr", n);
+  if (read_only()) return Error(EROFS, "removexattr");
+  auto node = table_->GetShared(nodeid);
+  if (!node) return Error(ESTALE, "removexattr");
+  std::unique_lock lock(ns_mutex_);
+  if (!node->upper.valid()) {
+    // Nothing to copy up for an attribute that is not there.
+    STRATA_ASSIGN_OR_RETURN(auto all, lower_->Xattrs(*node->lower));
+    bool found = false;
+    for (const auto& kv : all)
+      found = found || kv.first == n;
+    if (!found) return Error(ENODATA, "removexattr", n);
+    STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+  }
+  std::string path = UpperPath(*node);
+  int rc = host::IsFdLink(path) ? ::removexattr(path.c_str(), n.c_str())
+                                : ::lremovexattr(path.c_str(), n.c_str());
+  if (rc != 0) return Error::FromErrno("removexattr", n);
+  return Ok();
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,173 @@
+// UnionFs: construction, the work directory, and path helpers.
+
+#include "fs/union_fs.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "fs/host_io.h"
+#include "layerdb/base/sys.h"
+
+namespace strata::fs {
+
+namespace {
+
+// Where kernel overlayfs looks for the volatile marker; strata uses the same
+// path so that neither mounts an upper a crashed volatile mount left behind.
+constexpr const char* kVolatileMarker = "work/incompat/volatile";
+
+}  // namespace
+
+UnionFs::UnionFs(std::unique_ptr<LowerSource> lower, UnionOptions options)
+    : lower_(std::move(lower)),
+      options_(std::move(options)),
+      format_(options_.xattr_ns) {}
+
+UnionFs::~UnionFs() {
+  if (!read_only() && options_.volatile_upper) {
+    // A clean unmount: flush, then drop the marker.
+    if (sys::SyncFs(upper_root_.get()))
+      ::unlink((options_.work_dir + "/" + kVolatileMarker).c_str());
+  }
+}
+
+Result<std::unique_ptr<UnionFs>> UnionFs::Create(
+    std::unique_ptr<LowerSource> lower, UnionOptions options) {
+  std::unique_ptr<UnionFs> fs(
+      new UnionFs(std::move(lower), std::move(options)));
+  STRATA_RETURN_IF_ERROR(fs->Init());
+  return fs;
+}
+
+Status UnionFs::Init() {
+  daemon_uid_ = ::geteuid();
+  daemon_gid_ = ::getegid();
+  auto root = std::make_shared<Inode>(lower_->Root().st.st_ino, S_IFDIR);
+  root->lower = lower_->Root().ref;
+  if (options_.upper_dir.empty()) {
+    table_ = std::make_unique<InodeTable>(std::move(root));
+    return Ok();
+  }
+  const std::string& up = options_.upper_dir;
+  const std::string& work = options_.work_dir;
+  if (work.empty())
+    return Error(EINVAL, "mount", "upper " + up + " needs a work directory");
+  auto upper = host::OpenAt(AT_FDCWD, up, O_PATH | O_DIRECTORY);
+  if (!upper) return upper.error().WithContext("upper directory");
+  STRATA_RETURN_IF_ERROR(sys::MakeDirs(work, 0700));
+  STRATA_ASSIGN_OR_RETURN(UniqueFd work_root,
+                          host::OpenAt(AT_FDCWD, work, O_PATH | O_DIRECTORY));
+  STRATA_ASSIGN_OR_RETURN(struct stat ust, host::StatFd(upper->get()));
+  STRATA_ASSIGN_OR_RETURN(struct stat wst, host::StatFd(work_root.get()));
+  if (ust.st_dev != wst.st_dev)
+    return Error(EXDEV, "mount",
+                 "upper " + up + " and work " + work +
+                     " must be on the same filesystem");
+  // One daemon per upper: a second one would race on copy-ups.
+  STRATA_ASSIGN_OR_RETURN(lock_fd_, host::OpenAt(work_root.get(), "strata.lock",
+                                                 O_RDWR | O_CREAT, 0600));
+  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return Error(errno == EWOULDBLOCK ? EBUSY : errno, "mount",
+                 "work directory " + work + " is in use by another mount");
+  std::string marker = work + "/" + kVolatileMarker;
+  if (::access(marker.c_str(), F_OK) == 0)
+    return Error(EINVAL, "mount",
+                 "upper " + up +
+                     " was left by a volatile mount that did not end "
+                     "cleanly and may be incomplete; remove " +
+                     marker + " to use it anyway");
+  if (options_.volatile_upper) {
+    STRATA_RETURN_IF_ERROR(sys::MakeDirs(work + "/work/incompat", 0700));
+    STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(marker, ""));
+  }
+  // Leftovers of copy-ups a killed daemon did not finish: never visible in
+  // the union, so removing them restores the old state.
+  STRATA_RETURN_IF_ERROR(host::RemoveTreeAt(work_root.get(), "strata-tmp"));
+  if (::mkdirat(work_root.get(), "strata-tmp", 0700) != 0)
+    return Error::FromErrno("mkdir", work + "/strata-tmp");
+  if (::mkdirat(work_root.get(), "strata-index", 0700) != 0 && errno != EEXIST)
+    return Error::FromErrno("mkdir", work + "/strata-index");
+  STRATA_ASSIGN_OR_RETURN(work_fd_, host::OpenAt(work_root.get(), "strata-tmp",
+                                                 O_PATH | O_DIRECTORY));
+  STRATA_ASSIGN_OR_RETURN(
+      index_fd_,
+      host::OpenAt(work_root.get(), "strata-index", O_PATH | O_DIRECTORY));
+  upper_root_ = std::move(*upper);
+  ProbeUpper();
+  STRATA_ASSIGN_OR_RETURN(
+      root->upper, host::OpenAt(upper_root_.get(), ".", O_PATH | O_DIRECTORY));
+  STRATA_ASSIGN_OR_RETURN(
+      auto opq, host::GetXattr(FdPath(root->upper.get()), format_.Opaque()));
+  root->opaque = opq && *opq == "y";
+  if (root->opaque) root->lower.reset();
+  table_ = std::make_unique<InodeTable>(std::move(root));
+  return Ok();
+}
+
+// What the upper filesystem lets this daemon do: 0/0 whiteout devices
+// (refused to unprivileged users before Linux 5.8 and on some filesystems),
+// trusted.* xattrs (root in the initial user namespace only), chown.
+void UnionFs::ProbeUpper() {
+  int wfd = work_fd_.get();
+  if (::mknodat(wfd, "probe-wh", S_IFCHR | 0600, makedev(0, 0)) == 0) {
+    ::unlinkat(wfd, "probe-wh", 0);
+  } else {
+    whiteout_devs_ = false;
+    spdlog::info("upper: whiteout devices refused ({}); writing .wh. files",
+                 std::strerror(errno));
+  }
+  int fd = ::openat(wfd, "probe-x", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    if (options_.xattr_ns == XattrNs::kTrusted &&
+        ::fsetxattr(fd, "trusted.overlay.probe", "", 0, 0) != 0) {
+      options_.xattr_ns = XattrNs::kUser;
+      format_ = UpperFormat(XattrNs::kUser);
+    }
+    can_chown_ = ::fchown(fd, daemon_uid_ + 1, daemon_gid_ + 1) == 0;
+    ::close(fd);
+    ::unlinkat(wfd, "probe-x", 0);
+  }
+}
+
+std::string UnionFs::FdPath(int fd) {
+  return "/proc/self/fd/" + std::to_string(fd);
+}
+
+std::string UnionFs::ChildPath(const Inode& dir, std::string_view name) const {
+  return FdPath(dir.upper.get()) + "/" + std::string(name);
+}
+
+std::string UnionFs::UpperPath(const Inode& node) const {
+  // A /proc/self/fd link names the object itself for every type but a
+  // symlink, where l*xattr would act on the magic link: use parent + name.
+  if (S_ISLNK(node.type) && node.parent && node.parent->upper.valid())
+    return ChildPath(*node.parent, node.name);
+  return FdPath(node.upper.get());
+}
+
+Result<std::string> UnionFs::TempName() {
+  return "cu-" + std::to_string(::getpid()) + "-" +
+         std::to_string(temp_counter_.fetch_add(1));
+}
+
+Status UnionFs::SyncFile(int fd) {
+  if (options_.volatile_upper) return Ok();
+  if (::fsync(fd) != 0) return Error::FromErrno("fsync", "copy-up");
+  return Ok();
+}
+
+Result<struct statvfs> UnionFs::StatFs() {
+  if (read_only()) return lower_->StatFs();
+  struct statvfs sv {};
+  if (::fstatvfs(upper_root_.get(), &sv) != 0)
+    return Error::FromErrno("statvfs", options_.upper_dir);
+  return sv;
+}
+
+}  // namespace strata::fs

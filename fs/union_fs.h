@@ -1,0 +1,238 @@
+#pragma once
+
+// UnionFs: the union of a read-only lower tree (LowerSource) and a writable
+// upper directory in the kernel overlayfs format (upper_format.h), with
+// copy-up, whiteouts, redirects and stable identity (design §2). It is the
+// logic of the FUSE daemon; fuse_ops.cc adapts it to libfuse's low-level
+// API and replies exactly once per request.
+//
+// Every operation returns Result/Status carrying the errno to reply with.
+// Node ids are the InodeTable's; operations that return an entry count one
+// kernel lookup on it (the adapter replies with it or forgets it).
+//
+// Thread-safety: all operations may run concurrently from libfuse's worker
+// threads. Namespace state is guarded by one shared mutex (shared for
+// lookups, getattr and readdir; exclusive for changes, held briefly); data
+// copy-up runs under the inode's own latch with the namespace lock held
+// only to publish the result; reads and writes take no union lock.
+
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "fs/inode_table.h"
+#include "fs/lower_source.h"
+#include "fs/upper_format.h"
+#include "layerdb/base/error.h"
+#include "layerdb/base/unique_fd.h"
+
+namespace strata::fs {
+
+struct UnionOptions {
+  std::string upper_dir;        // empty: read-only mount
+  std::string work_dir;         // required with upper_dir; same filesystem
+  bool volatile_upper = false;  // skip fsync; leave a crash marker
+  XattrNs xattr_ns = XattrNs::kUser;
+};
+
+// Who asks (the FUSE request context), for ownership of new objects.
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// What an upper entry is, from its stat and xattrs.
+struct UpperInfo {
+  uint64_t ino = 0;                 // identity
+  std::optional<LowerEntry> lower;  // merged lower dir, or metacopy data
+  std::string lower_path;
+  bool opaque = false;
+  bool xattr_whiteouts = false;
+  bool metacopy = false;
+  std::optional<uint32_t> group_nlink;
+  std::optional<OverrideStat> override;
+  std::vector<std::string> xattr_names;
+};
+
+struct EntryOut {
+  uint64_t nodeid = 0;  // 0: negative entry
+  struct stat st {};
+};
+
+// An open file: the fd reads and writes go to, or inline lower bytes.
+struct OpenFile {
+  std::shared_ptr<Inode> node;
+  UniqueFd fd;
+  std::string inline_data;
+  bool lower = false;       // fd/inline_data are the lower content
+  uint32_t generation = 0;  // node->data_generation when opened
+  int flags = 0;
+  std::mutex reopen_mutex;  // guards fd, lower, generation after open
+  std::vector<UniqueFd> retired;
+};
+
+// An open directory: its merged listing, made at opendir and on rewind.
+struct DirListing {
+  struct Item {
+    std::string name;
+    uint64_t st_ino;
+    uint32_t type;
+  };
+  std::vector<Item> items;
+  bool built = false;
+};
+
+class UnionFs {
+ public:
+  static Result<std::unique_ptr<UnionFs>> Create(
+      std::unique_ptr<LowerSource> lower, UnionOptions options);
+  ~UnionFs();
+
+  bool read_only() const { return !upper_root_.valid(); }
+  InodeTable& table() { return *table_; }
+
+  Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
+  void Forget(uint64_t nodeid, uint64_t n) { table_->Forget(nodeid, n); }
+  Result<struct stat> GetAttr(uint64_t nodeid);
+  Result<struct stat> SetAttr(uint64_t nodeid, const struct stat& attr,
+                              int to_set, OpenFile* file);
+  Result<std::string> ReadLink(uint64_t nodeid);
+
+  Result<EntryOut> MakeNode(uint64_t parent, std::string_view name, mode_t mode,
+                            dev_t rdev, const Caller& caller);
+  Result<EntryOut> MakeDir(uint64_t parent, std::string_view name, mode_t mode,
+                           const Caller& caller);
+  Result<EntryOut> MakeSymlink(uint64_t parent, std::string_view name,
+                               std::string_view target, const Caller& caller);
+  Result<EntryOut> Link(uint64_t nodeid, uint64_t new_parent,
+                        std::string_view new_name);
+  Status Unlink(uint64_t parent, std::string_view name);
+  Status RemoveDir(uint64_t parent, std::string_view name);
+  Status Rename(uint64_t parent, std::string_view name, uint64_t new_parent,
+                std::string_view new_name, unsigned flags);
+
+  Result<std::unique_ptr<OpenFile>> Open(uint64_t nodeid, int flags);
+  Result<std::pair<EntryOut, std::unique_ptr<OpenFile>>> CreateFile(
+      uint64_t parent, std::string_view name, mode_t mode, int flags,
+      const Caller& caller);
+  // The fd to read from (reopened on the upper after a copy-up), or -1 with
+  // `inline_data` to serve.
+  Result<int> ReadFd(OpenFile& file);
+  Status Fsync(OpenFile& file, bool datasync);
+
+  Result<std::unique_ptr<DirListing>> OpenDir(uint64_t nodeid);
+  // Fills from `offset`: `fn(name, st_ino, type, next_offset)` until it
+  // returns false. Offsets 1 and 2 are "." and "..".
+  Status ReadDir(
+      uint64_t nodeid, DirListing& dir, uint64_t offset,
+      FunctionRef<bool(std::string_view, uint64_t, uint32_t, uint64_t)> fn);
+  Status FsyncDir(uint64_t nodeid);
+
+  Result<struct statvfs> StatFs();
+
+  Result<std::string> GetXattr(uint64_t nodeid, std::string_view name);
+  Result<std::vector<std::string>> ListXattrs(uint64_t nodeid);
+  Status SetXattr(uint64_t nodeid, std::string_view name,
+                  std::string_view value, int flags);
+  Status RemoveXattr(uint64_t nodeid, std::string_view name);
+
+ private:
+  UnionFs(std::unique_ptr<LowerSource> lower, UnionOptions options);
+  Status Init();
+  void ProbeUpper();
+
+  // --- lookup and identity (union_lookup.cc); REQUIRES ns_mutex_ held.
+  Result<std::shared_ptr<Inode>> LookupChild(const std::shared_ptr<Inode>& dir,
+                                             std::string_view name);
+  Result<UpperInfo> ResolveUpper(const Inode& dir, std::string_view name,
+                                 const struct stat& st);
+  Result<std::shared_ptr<Inode>> FromUpper(const std::shared_ptr<Inode>& dir,
+                                           std::string_view name,
+                                           const struct stat& st);
+  Result<std::shared_ptr<Inode>> FromLower(const std::shared_ptr<Inode>& dir,
+                                           std::string_view name,
+                                           const LowerEntry& le);
+  Result<std::optional<LowerEntry>> LowerChild(const Inode& dir,
+                                               std::string_view name);
+  Result<std::optional<LowerEntry>> LowerByPath(std::string_view path);
+  Result<bool> IsUpperWhiteout(const Inode& dir, std::string_view name,
+                               const struct stat& st);
+  Result<EntryOut> Reply(const std::shared_ptr<Inode>& node);
+  Result<struct stat> StatOf(Inode& node);
+
+  // --- upper plumbing (union_upper.cc)
+  Status EnsureUpperDir(const std::shared_ptr<Inode>& dir);  // takes ns lock
+  Status CopyUpMeta(const std::shared_ptr<Inode>& node);     // REQUIRES excl
+  Status CopyUpData(const std::shared_ptr<Inode>& node, bool truncate);
+  Status EnsureIndexed(const std::shared_ptr<Inode>& node);  // REQUIRES excl
+  Result<std::string> TempName();
+  Status PlaceFromWork(const std::string& tmp, const Inode& dir,
+                       std::string_view name);
+  Status MakeWhiteoutAt(const Inode& dir, std::string_view name);
+  Status RemoveUpperEntry(const Inode& dir, std::string_view name,
+                          bool whiteout);
+  Result<bool> NeedsWhiteout(const Inode& dir, std::string_view name);
+  Status CopyAttrsTo(
+      const std::string& path, const struct stat& st,
+      const std::vector<std::pair<std::string, std::string>>& xattrs,
+      bool is_symlink);
+  Result<std::vector<std::pair<std::string, std::string>>> XattrsOf(
+      Inode& node);
+  Status SyncFile(int fd);
+  Result<std::vector<DirListing::Item>> MergedListing(Inode& dir);
+  Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);
+  Status ApplyOwner(const std::string& path, uid_t uid, gid_t gid, mode_t mode,
+                    dev_t rdev, bool is_symlink);
+  Status AdjustGroupNlink(Inode& node, int delta);
+  Status SetOwner(Inode& node, const std::string& path, uid_t uid, gid_t gid);
+  Status SetMode(Inode& node, const std::string& path, mode_t mode);
+  void Renamed(const std::shared_ptr<Inode>& node,
+               const std::shared_ptr<Inode>& new_parent,
+               std::string_view new_name);
+  Status MarkMovedDir(Inode& dir);
+  struct NewObject {
+    mode_t mode;  // type and permission bits
+    dev_t rdev;
+    std::string target;  // symlinks
+    int open_flags;      // regular files
+  };
+  Result<EntryOut> CreateObject(uint64_t parent, std::string_view name,
+                                const NewObject& what, const Caller& caller,
+                                UniqueFd* fd_out);
+  Status LostName(const std::shared_ptr<Inode>& node);
+  Status Materialize(const std::shared_ptr<Inode>& node,
+                     const std::shared_ptr<Inode>& dir, std::string_view name);
+  Status LinkUpperAt(const Inode& node, const Inode& dir,
+                     std::string_view name);
+
+  // Paths usable with path-based syscalls on the upper filesystem.
+  static std::string FdPath(int fd);
+  std::string UpperPath(const Inode& node) const;  // node.upper valid
+  std::string ChildPath(const Inode& dir, std::string_view name) const;
+
+  std::unique_ptr<LowerSource> lower_;
+  UnionOptions options_;
+  UpperFormat format_;
+  UniqueFd upper_root_;        // O_PATH; invalid when read-only
+  UniqueFd work_fd_;           // <work>/strata-tmp
+  UniqueFd index_fd_;          // <work>/strata-index
+  UniqueFd lock_fd_;           // flock on <work>/strata.lock
+  bool whiteout_devs_ = true;  // false: mknod refused; write .wh.NAME
+  bool can_chown_ = true;      // false: record ownership in override_stat
+  uid_t daemon_uid_ = 0;
+  gid_t daemon_gid_ = 0;
+  std::unique_ptr<InodeTable> table_;
+  // Guards every Inode's namespace fields. Lock order: Inode::data_mutex,
+  // then ns_mutex_.
+  std::shared_mutex ns_mutex_;
+  std::atomic<uint64_t> temp_counter_{0};
+};
+
+}  // namespace strata::fs

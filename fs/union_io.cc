@@ -1,0 +1,101 @@
+// UnionFs: opening files and the state reads and writes need. Reads and
+// writes themselves go straight to the fd of an OpenFile (fuse_ops.cc),
+// with no union lock.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+#include "fs/host_io.h"
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+
+namespace {
+
+// Flags for reopening an upper file through /proc/self/fd: what the caller
+// asked for, minus what the kernel already handled.
+int ReopenFlags(int flags) {
+  return (flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW)) | O_CLOEXEC;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<OpenFile>> UnionFs::Open(uint64_t nodeid, int flags) {
+  auto node = table_->GetShared(nodeid);
+  if (!node) return Error(ESTALE, "open");
+  bool write = (flags & O_ACCMODE) != O_RDONLY;
+  bool trunc = (flags & O_TRUNC) != 0;
+  if ((write || trunc) && read_only()) return Error(EROFS, "open", node->name);
+  if ((write || trunc) && node->is_reg())
+    STRATA_RETURN_IF_ERROR(CopyUpData(node, trunc));
+  auto file = std::make_unique<OpenFile>();
+  file->node = node;
+  file->flags = flags;
+  std::shared_lock lock(ns_mutex_);
+  file->generation = node->data_generation.load();
+  if (node->upper.valid() && !node->metacopy) {
+    std::string path = FdPath(node->upper.get());
+    int fd = ::open(path.c_str(), ReopenFlags(flags));
+    if (fd < 0) return Error::FromErrno("open", node->name);
+    file->fd = UniqueFd(fd);
+    return file;
+  }
+  if (!node->lower) return Error(ENOENT, "open", node->name);
+  STRATA_ASSIGN_OR_RETURN(layerdb::FileContent content,
+                          lower_->OpenContent(*node->lower));
+  file->lower = true;
+  file->fd = std::move(content.fd);
+  file->inline_data = std::move(content.inline_data);
+  return file;
+}
+
+Result<std::pair<EntryOut, std::unique_ptr<OpenFile>>> UnionFs::CreateFile(
+    uint64_t parent, std::string_view name, mode_t mode, int flags,
+    const Caller& caller) {
+  UniqueFd fd;
+  STRATA_ASSIGN_OR_RETURN(
+      EntryOut entry,
+      CreateObject(parent, name,
+                   NewObject{S_IFREG | (mode & 07777), 0, "", flags}, caller,
+                   &fd));
+  auto file = std::make_unique<OpenFile>();
+  file->node = table_->GetShared(entry.nodeid);
+  file->flags = flags;
+  file->fd = std::move(fd);
+  file->generation = file->node->data_generation.load();
+  return std::make_pair(entry, std::move(file));
+}
+
+Result<int> UnionFs::ReadFd(OpenFile& file) {
+  std::lock_guard reopen(file.reopen_mutex);
+  if (file.lower && file.node->data_generation.load() != file.generation) {
+    // Copied up since this file was opened: read the upper copy from now
+    // on, as kernel overlayfs does.
+    std::shared_lock lock(ns_mutex_);
+    Inode& node = *file.node;
+    if (node.upper.valid() && !node.metacopy) {
+      int fd = ::open(FdPath(node.upper.get()).c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) return Error::FromErrno("open", "copied-up " + node.name);
+      // A concurrent read may still be splicing from the old fd.
+      file.retired.push_back(std::move(file.fd));
+      file.fd = UniqueFd(fd);
+      file.inline_data.clear();
+      file.lower = false;
+    }
+    file.generation = node.data_generation.load();
+  }
+  return file.fd.valid() ? file.fd.get() : -1;
+}
+
+Status UnionFs::Fsync(OpenFile& file, bool datasync) {
+  if (file.lower || !file.fd.valid() || options_.volatile_upper) return Ok();
+  int rc = datasync ? ::fdatasync(file.fd.get()) : ::fsync(file.fd.get());
+  if (rc != 0) return Error::FromErrno("fsync", file.node->name);
+  return Ok();
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,335 @@
+// UnionFs: name resolution and identity. A name resolves in the upper
+// directory first (whiteouts hide, opaque directories stop), then in the
+// lower tree: one LowerSource lookup, which for a stored view is one B-tree
+// probe whatever the number of layers.
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <charconv>
+#include <mutex>
+#include <shared_mutex>
+
+#include "fs/host_io.h"
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+
+namespace {
+
+std::string JoinLower(std::string_view dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  std::string p(dir);
+  p += '/';
+  p += name;
+  return p;
+}
+
+std::optional<uint64_t> ParseU64(std::string_view s) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+bool HasName(const std::vector<std::string>& names, const std::string& n) {
+  for (const auto& x : names)
+    if (x == n) return true;
+  return false;
+}
+
+}  // namespace
+
+Result<std::optional<LowerEntry>> UnionFs::LowerChild(const Inode& dir,
+                                                      std::string_view name) {
+  if (!dir.lower || dir.opaque) return std::optional<LowerEntry>();
+  return lower_->Lookup(*dir.lower, name);
+}
+
+Result<std::optional<LowerEntry>> UnionFs::LowerByPath(std::string_view path) {
+  LowerEntry cur = lower_->Root();
+  while (!path.empty()) {
+    size_t slash = path.find('/');
+    std::string_view part = path.substr(0, slash);
+    path = slash == std::string_view::npos ? "" : path.substr(slash + 1);
+    if (part.empty()) continue;
+    STRATA_ASSIGN_OR_RETURN(auto next, lower_->Lookup(cur.ref, part));
+    if (!next) return std::optional<LowerEntry>();
+    cur = *next;
+  }
+  return std::optional<LowerEntry>(cur);
+}
+
+Result<bool> UnionFs::IsUpperWhiteout(const Inode& dir, std::string_view name,
+                                      const struct stat& st) {
+  if (IsWhiteoutDev(st)) return true;
+  if (name.starts_with(kWhPrefix)) return true;  // markers are never shown
+  // Kernel 6.7+ xattr whiteouts: a zero-size file with overlay.whiteout in
+  // a directory whose opaque value is "x".
+  if (dir.xattr_whiteouts && S_ISREG(st.st_mode) && st.st_size == 0) {
+    std::string path = ChildPath(dir, name);
+    for (const char* ns :
+         {"trusted.overlay.whiteout", "user.overlay.whiteout"}) {
+      STRATA_ASSIGN_OR_RETURN(auto v, host::GetXattr(path, ns));
+      if (v) return true;
+    }
+  }
+  return false;
+}
+
+Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
+                                        const struct stat& st) {
+  UpperInfo info;
+  std::string path = ChildPath(dir, name);
+  STRATA_ASSIGN_OR_RETURN(info.xattr_names, host::ListXattrNames(path));
+  auto has = [&](const std::string& n) { return HasName(info.xattr_names, n); };
+  auto get = [&](const std::string& n) -> Result<std::optional<std::string>> {
+    if (!has(n)) return std::optional<std::string>();
+    return host::GetXattr(path, n);
+  };
+  const UpperFormat both[2] = {UpperFormat(XattrNs::kTrusted),
+                               UpperFormat(XattrNs::kUser)};
+  if (S_ISDIR(st.st_mode)) {
+    for (const UpperFormat& f : both) {
+      STRATA_ASSIGN_OR_RETURN(auto v, get(f.Opaque()));
+      if (v && *v == "y") info.opaque = true;
+      if (v && *v == "x") info.xattr_whiteouts = true;
+    }
+    if (!info.opaque) {
+      STRATA_ASSIGN_OR_RETURN(
+          auto marker,
+          host::StatAt(dir.upper.get(),
+                       std::string(name) + "/" + std::string(kOpaqueMarker)));
+      info.opaque = marker.has_value();
+    }
+    if (!info.opaque) {
+      std::optional<std::string> redirect;
+      for (const UpperFormat& f : both) {
+        if (redirect) break;
+        STRATA_ASSIGN_OR_RETURN(redirect, get(f.Redirect()));
+      }
+      if (redirect && redirect->starts_with("/")) {
+        info.lower_path = redirect->substr(1);
+        STRATA_ASSIGN_OR_RETURN(info.lower, LowerByPath(info.lower_path));
+      } else if (redirect) {
+        info.lower_path = JoinLower(dir.lower_path, *redirect);
+        STRATA_ASSIGN_OR_RETURN(info.lower, LowerChild(dir, *redirect));
+      } else {
+        info.lower_path = JoinLower(dir.lower_path, name);
+        STRATA_ASSIGN_OR_RETURN(info.lower, LowerChild(dir, name));
+      }
+      if (info.lower && !S_ISDIR(info.lower->st.st_mode)) info.lower.reset();
+    }
+    info.ino = info.lower ? info.lower->st.st_ino
+                          : kUpperInoBase | (static_cast<uint64_t>(st.st_ino) &
+                                             (kUpperInoBase - 1));
+    return info;
+  }
+  info.ino =
+      kUpperInoBase | (static_cast<uint64_t>(st.st_ino) & (kUpperInoBase - 1));
+  for (const UpperFormat& f : both) {
+    STRATA_ASSIGN_OR_RETURN(auto v, get(f.Origin()));
+    if (v) {
+      if (auto ino = ParseU64(*v)) info.ino = *ino;
+      break;
+    }
+  }
+  if (S_ISREG(st.st_mode) &&
+      (has(both[0].MetaCopy()) || has(both[1].MetaCopy()))) {
+    for (const UpperFormat& f : both) {
+      STRATA_ASSIGN_OR_RETURN(auto v, get(f.LowerData()));
+      if (!v) continue;
+      STRATA_ASSIGN_OR_RETURN(auto data, LowerByPath(*v));
+      if (data && S_ISREG(data->st.st_mode)) {
+        info.lower = data;
+        info.lower_path = *v;
+        info.metacopy = true;
+      }
+      break;
+    }
+    if (!info.metacopy)
+      return Error(EIO, "lookup",
+                   "upper " + std::string(name) +
+                       ": metacopy file whose lower data is missing");
+  }
+  if (S_ISREG(st.st_mode) && info.ino < kUpperInoBase && st.st_nlink > 1) {
+    // A copied-up member of a lower hardlink group: its inode (shared with
+    // the index entry) holds the union nlink.
+    for (const UpperFormat& f : both) {
+      STRATA_ASSIGN_OR_RETURN(auto v, get(f.Nlink()));
+      if (v) {
+        info.group_nlink = static_cast<uint32_t>(ParseU64(*v).value_or(1));
+        break;
+      }
+    }
+  }
+  if (has(kOverrideStat)) {
+    STRATA_ASSIGN_OR_RETURN(auto v, host::GetXattr(path, kOverrideStat));
+    if (v) info.override = ParseOverrideStat(*v, st.st_mode & S_IFMT);
+  }
+  return info;
+}
+
+Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
+    const std::shared_ptr<Inode>& dir, std::string_view name,
+    const struct stat& st) {
+  STRATA_ASSIGN_OR_RETURN(UpperInfo info, ResolveUpper(*dir, name, st));
+  if (auto live = table_->Find(info.ino)) {
+    if ((live->type & S_IFMT) == (st.st_mode & S_IFMT) && live->upper.valid() &&
+        !live->unlinked)
+      return live;
+  }
+  auto node = std::make_shared<Inode>(info.ino, st.st_mode & S_IFMT);
+  STRATA_ASSIGN_OR_RETURN(
+      node->upper, host::OpenAt(dir->upper.get(), name, O_PATH | O_NOFOLLOW));
+  node->parent = dir;
+  node->name = std::string(name);
+  node->opaque = info.opaque;
+  node->xattr_whiteouts = info.xattr_whiteouts;
+  if (info.lower) {
+    node->lower = info.lower->ref;
+    node->lower_path = info.lower_path;
+    node->lower_nlink = static_cast<uint32_t>(info.lower->st.st_nlink);
+  }
+  node->metacopy = info.metacopy;
+  node->override = info.override;
+  if (info.group_nlink) {
+    node->indexed = true;
+    node->group_nlink = info.group_nlink;
+  }
+  return table_->FindOrInsert(std::move(node));
+}
+
+Result<std::shared_ptr<Inode>> UnionFs::FromLower(
+    const std::shared_ptr<Inode>& dir, std::string_view name,
+    const LowerEntry& le) {
+  if (auto live = table_->Find(le.st.st_ino)) {
+    if (!live->unlinked) return live;
+  }
+  auto node = std::make_shared<Inode>(le.st.st_ino, le.st.st_mode & S_IFMT);
+  node->lower = le.ref;
+  node->lower_path = JoinLower(dir->lower_path, name);
+  node->lower_nlink = static_cast<uint32_t>(le.st.st_nlink);
+  node->parent = dir;
+  node->name = std::string(name);
+  if (S_ISREG(le.st.st_mode) && le.st.st_nlink > 1 && index_fd_.valid()) {
+    // A lower hardlink group some member of which was copied up: the index
+    // entry is the group's one upper inode.
+    char hex[17];
+    auto r = std::to_chars(hex, hex + 16, le.st.st_ino, 16);
+    std::string key(hex, r.ptr);
+    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), key));
+    if (ist) {
+      STRATA_ASSIGN_OR_RETURN(
+          node->upper, host::OpenAt(index_fd_.get(), key, O_PATH | O_NOFOLLOW));
+      node->indexed = true;
+      STRATA_ASSIGN_OR_RETURN(
+          auto v, host::GetXattr(FdPath(node->upper.get()), format_.Nlink()));
+      node->group_nlink =
+          v ? static_cast<uint32_t>(ParseU64(*v).value_or(1)) : 1;
+    }
+  }
+  return table_->FindOrInsert(std::move(node));
+}
+
+Result<std::shared_ptr<Inode>> UnionFs::LookupChild(
+    const std::shared_ptr<Inode>& dir, std::string_view name) {
+  if (!dir->is_dir()) return Error(ENOTDIR, "lookup", std::string(name));
+  if (name.size() > 255)
+    return Error(ENAMETOOLONG, "lookup", std::string(name));
+  if (dir->upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir->upper.get(), name));
+    if (st) {
+      STRATA_ASSIGN_OR_RETURN(bool wh, IsUpperWhiteout(*dir, name, *st));
+      if (wh) return std::shared_ptr<Inode>();
+      return FromUpper(dir, name, *st);
+    }
+  }
+  STRATA_ASSIGN_OR_RETURN(auto le, LowerChild(*dir, name));
+  if (!le) return std::shared_ptr<Inode>();
+  if (dir->upper.valid()) {
+    // The .wh.NAME form (written where mknod is refused, or by other tools).
+    STRATA_ASSIGN_OR_RETURN(
+        auto wh, host::StatAt(dir->upper.get(),
+                              std::string(kWhPrefix) + std::string(name)));
+    if (wh) return std::shared_ptr<Inode>();
+  }
+  return FromLower(dir, name, *le);
+}
+
+Result<struct stat> UnionFs::StatOf(Inode& node) {
+  struct stat st {};
+  if (node.upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(st, host::StatFd(node.upper.get()));
+    if (node.metacopy && node.lower) {
+      STRATA_ASSIGN_OR_RETURN(struct stat ls, lower_->GetAttr(*node.lower));
+      st.st_blocks = ls.st_blocks;
+    }
+    if (node.override) {
+      st.st_uid = node.override->uid;
+      st.st_gid = node.override->gid;
+      st.st_mode = node.override->mode;
+      if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
+        st.st_rdev = node.override->rdev;
+        st.st_size = 0;
+      }
+    }
+    if (node.is_dir() && node.lower && !node.opaque) {
+      int64_t n = node.dir_nlink.load();
+      if (n < 0) {
+        STRATA_ASSIGN_OR_RETURN(auto items, MergedListing(node));
+        n = 2;
+        for (const auto& it : items)
+          n += it.type == S_IFDIR ? 1 : 0;
+        node.dir_nlink.store(n);
+      }
+      st.st_nlink = static_cast<nlink_t>(n);
+    } else if (node.indexed && node.group_nlink) {
+      st.st_nlink = *node.group_nlink;
+    }
+  } else if (node.lower) {
+    STRATA_ASSIGN_OR_RETURN(st, lower_->GetAttr(*node.lower));
+  } else {
+    return Error(ENOENT, "getattr", node.name);
+  }
+  st.st_ino = node.st_ino;
+  if (node.unlinked && !node.is_dir()) st.st_nlink = 0;
+  return st;
+}
+
+Result<EntryOut> UnionFs::Reply(const std::shared_ptr<Inode>& node) {
+  EntryOut out;
+  STRATA_ASSIGN_OR_RETURN(out.st, StatOf(*node));
+  out.nodeid = table_->Ref(node);
+  return out;
+}
+
+Result<EntryOut> UnionFs::Lookup(uint64_t parent, std::string_view name) {
+  std::shared_lock lock(ns_mutex_);
+  auto dir = table_->GetShared(parent);
+  if (!dir) return Error(ESTALE, "lookup", std::string(name));
+  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name));
+  if (!node) return EntryOut{};  // negative entry, cached by the kernel
+  return Reply(node);
+}
+
+Result<struct stat> UnionFs::GetAttr(uint64_t nodeid) {
+  std::shared_lock lock(ns_mutex_);
+  return StatOf(table_->Get(nodeid));
+}
+
+Result<std::string> UnionFs::ReadLink(uint64_t nodeid) {
+  std::shared_lock lock(ns_mutex_);
+  Inode& node = table_->Get(nodeid);
+  if (node.upper.valid()) {
+    std::string buf(4096, '\0');
+    ssize_t n = ::readlinkat(node.upper.get(), "", buf.data(), buf.size());
+    if (n < 0) return Error::FromErrno("readlink", node.name);
+    buf.resize(static_cast<size_t>(n));
+    return buf;
+  }
+  if (!node.lower) return Error(ENOENT, "readlink", node.name);
+  return lower_->ReadLink(*node.lower);
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,337 @@
+// UnionFs: operations that change names — create, mkdir, mknod, symlink,
+// link, unlink, rmdir, rename. Each runs under the exclusive namespace lock
+// and changes the upper directory with renames from the work directory, so
+// every step leaves a consistent union.
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <shared_mutex>
+
+#include "fs/host_io.h"
+#include "fs/union_fs.h"
+
+namespace strata::fs {
+
+namespace {
+
+Status CheckName(std::string_view name) {
+  if (name.size() > 255)
+    return Error(ENAMETOOLONG, "create", std::string(name));
+  // `.wh.` names are whiteout markers in the upper format.
+  if (name.starts_with(kWhPrefix))
+    return Error(EINVAL, "create",
+                 std::string(name) + ": names starting with .wh. are reserved");
+  return Ok();
+}
+
+void DropDotWh(const Inode& dir, std::string_view name) {
+  std::string wh = std::string(kWhPrefix) + std::string(name);
+  ::unlinkat(dir.upper.get(), wh.c_str(), 0);
+}
+
+}  // namespace
+
+Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
+                                       const NewObject& what,
+                                       const Caller& caller, UniqueFd* fd_out) {
+  if (read_only()) return Error(EROFS, "create");
+  STRATA_RETURN_IF_ERROR(CheckName(name));
+  std::unique_lock lock(ns_mutex_);
+  auto dir = table_->GetShared(parent);
+  if (!dir) return Error(ESTALE, "create");
+  STRATA_ASSIGN_OR_RETURN(auto existing, LookupChild(dir, name));
+  if (existing) return Error(EEXIST, "create", std::string(name));
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
+  STRATA_ASSIGN_OR_RETURN(struct stat dst, StatOf(*dir));
+  STRATA_ASSIGN_OR_RETURN(auto at, host::StatAt(dir->upper.get(), name));
+  STRATA_ASSIGN_OR_RETURN(bool lower_has, NeedsWhiteout(*dir, name));
+  mode_t type = what.mode & S_IFMT;
+  bool in_work = at.has_value() || (type == S_IFDIR && lower_has);
+  std::string tmp;
+  if (in_work) {
+    STRATA_ASSIGN_OR_RETURN(tmp, TempName());
+  }
+  int dirfd = in_work ? work_fd_.get() : dir->upper.get();
+  std::string nm = in_work ? tmp : std::string(name);
+  mode_t mode = what.mode;
+  gid_t gid = caller.gid;
+  if (dst.st_mode & S_ISGID) {  // BSD group semantics of a setgid directory
+    gid = dst.st_gid;
+    if (type == S_IFDIR) mode |= S_ISGID;
+  }
+  dev_t rdev = what.rdev;
+  switch (type) {
+    case S_IFREG: {
+      int flags = (what.open_flags & (O_ACCMODE | O_APPEND | O_DIRECT | O_SYNC |
+                                      O_DSYNC | O_NOATIME)) |
+                  O_CREAT | O_EXCL;
+      STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
+                              host::OpenAt(dirfd, nm, flags, mode & 07777));
+      if (fd_out != nullptr) *fd_out = std::move(fd);
+      break;
+    }
+    case S_IFDIR:
+      if (::mkdirat(dirfd, nm.c_str(), mode & 07777) != 0)
+        return Error::FromErrno("mkdir", std::string(name));
+      break;
+    case S_IFLNK:
+      if (::symlinkat(what.target.c_str(), dirfd, nm.c_str()) != 0)
+        return Error::FromErrno("symlink", std::string(name));
+      break;
+    default:
+      if (::mknodat(dirfd, nm.c_str(), mode, rdev) != 0) {
+        if (errno != EPERM || (type != S_IFCHR && type != S_IFBLK))
+          return Error::FromErrno("mknod", std::string(name));
+        // No CAP_MKNOD: a placeholder whose override_stat says what it is.
+        STRATA_ASSIGN_OR_RETURN(
+            UniqueFd fd,
+            host::OpenAt(dirfd, nm, O_CREAT | O_EXCL | O_WRONLY, 0600));
+        std::string path = FdPath(dirfd) + "/" + nm;
+        OverrideStat o{caller.uid, gid, mode, rdev};
+        STRATA_RETURN_IF_ERROR(
+            host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
+      }
+  }
+  std::string path = FdPath(dirfd) + "/" + nm;
+  STRATA_RETURN_IF_ERROR(
+      ApplyOwner(path, caller.uid, gid, mode, rdev, type == S_IFLNK));
+  if (type == S_IFDIR && lower_has)
+    STRATA_RETURN_IF_ERROR(host::SetXattr(path, format_.Opaque(), "y"));
+  if (in_work) STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *dir, name));
+  DropDotWh(*dir, name);
+  if (type == S_IFDIR) dir->dir_nlink.store(-1);
+  STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir->upper.get(), name));
+  if (!st) return Error(EIO, "create", std::string(name) + " vanished");
+  STRATA_ASSIGN_OR_RETURN(auto node, FromUpper(dir, name, *st));
+  return Reply(node);
+}
+
+Result<EntryOut> UnionFs::MakeNode(uint64_t parent, std::string_view name,
+                                   mode_t mode, dev_t rdev,
+                                   const Caller& caller) {
+  if (S_ISREG(mode) || (mode & S_IFMT) == 0) {
+    UniqueFd fd;
+    return CreateObject(parent, name,
+                        NewObject{S_IFREG | (mode & 07777), 0, "", O_RDONLY},
+                        caller, &fd);
+  }
+  return CreateObject(parent, name, NewObject{mode, rdev, "", 0}, caller,
+                      nullptr);
+}
+
+Result<EntryOut> UnionFs::MakeDir(uint64_t parent, std::string_view name,
+                                  mode_t mode, const Caller& caller) {
+  return CreateObject(parent, name,
+                      NewObject{S_IFDIR | (mode & 07777), 0, "", 0}, caller,
+                      nullptr);
+}
+
+Result<EntryOut> UnionFs::MakeSymlink(uint64_t parent, std::string_view name,
+                                      std::string_view target,
+                                      const Caller& caller) {
+  return CreateObject(parent, name,
+                      NewObject{S_IFLNK | 0777, 0, std::string(target), 0},
+                      caller, nullptr);
+}
+
+// After `node` lost a name: is any left? The last one makes it unlinked.
+Status UnionFs::LostName(const std::shared_ptr<Inode>& node) {
+  bool gone = true;
+  if (node->is_dir()) {
+    gone = true;
+  } else if (node->indexed) {
+    STRATA_RETURN_IF_ERROR(AdjustGroupNlink(*node, -1));
+    gone = node->group_nlink.value_or(0) == 0;
+  } else if (node->upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(struct stat st, host::StatFd(node->upper.get()));
+    gone = st.st_nlink == 0;
+  }
+  if (gone) {
+    node->unlinked = true;
+    table_->Detach(*node);
+  }
+  return Ok();
+}
+
+Status UnionFs::Unlink(uint64_t parent, std::string_view name) {
+  if (read_only()) return Error(EROFS, "unlink");
+  std::unique_lock lock(ns_mutex_);
+  auto dir = table_->GetShared(parent);
+  if (!dir) return Error(ESTALE, "unlink");
+  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name));
+  if (!node) return Error(ENOENT, "unlink", std::string(name));
+  if (node->is_dir()) return Error(EISDIR, "unlink", std::string(name));
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
+  // A lower hardlink group keeps its union nlink in the index entry.
+  if (node->is_reg() && !node->upper.valid() && node->lower_nlink > 1)
+    STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
+  STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
+  STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
+  return LostName(node);
+}
+
+Status UnionFs::RemoveDir(uint64_t parent, std::string_view name) {
+  if (read_only()) return Error(EROFS, "rmdir");
+  std::unique_lock lock(ns_mutex_);
+  auto dir = table_->GetShared(parent);
+  if (!dir) return Error(ESTALE, "rmdir");
+  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name));
+  if (!node) return Error(ENOENT, "rmdir", std::string(name));
+  if (!node->is_dir()) return Error(ENOTDIR, "rmdir", std::string(name));
+  STRATA_ASSIGN_OR_RETURN(bool empty, IsEmptyDir(node));
+  if (!empty) return Error(ENOTEMPTY, "rmdir", std::string(name));
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
+  STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
+  STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
+  dir->dir_nlink.store(-1);
+  return LostName(node);
+}
+
+// Gives `node`, visible as `name` in `dir`, an entry of its own there in
+// the upper directory (metadata only; a hardlink group links its index
+// entry).
+Status UnionFs::Materialize(const std::shared_ptr<Inode>& node,
+                            const std::shared_ptr<Inode>& dir,
+                            std::string_view name) {
+  STRATA_ASSIGN_OR_RETURN(auto at, host::StatAt(dir->upper.get(), name));
+  if (at && !IsWhiteoutDev(*at)) return Ok();
+  if (node->is_reg() && (node->indexed || node->lower_nlink > 1)) {
+    STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
+    return LinkUpperAt(*node, *dir, name);
+  }
+  if (node->upper.valid())
+    return Error(EIO, "rename", std::string(name) + ": upper entry missing");
+  Renamed(node, dir, name);
+  return CopyUpMeta(node);
+}
+
+Status UnionFs::LinkUpperAt(const Inode& node, const Inode& dir,
+                            std::string_view name) {
+  STRATA_ASSIGN_OR_RETURN(std::string tmp, TempName());
+  std::string src = FdPath(node.upper.get());
+  if (::linkat(AT_FDCWD, src.c_str(), work_fd_.get(), tmp.c_str(),
+               AT_SYMLINK_FOLLOW) != 0)
+    return Error::FromErrno("link", std::string(name));
+  STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, dir, name));
+  DropDotWh(dir, name);
+  return Ok();
+}
+
+Result<EntryOut> UnionFs::Link(uint64_t nodeid, uint64_t new_parent,
+                               std::string_view new_name) {
+  if (read_only()) return Error(EROFS, "link");
+  STRATA_RETURN_IF_ERROR(CheckName(new_name));
+  auto node = table_->GetShared(nodeid);
+  if (!node) return Error(ESTALE, "link");
+  if (node->is_dir()) return Error(EPERM, "link", std::string(new_name));
+  // One upper inode for both names: a single-name lower file is copied up
+  // in place first (outside the namespace lock).
+  if (node->is_reg() && node->lower_nlink <= 1 && !node->indexed)
+    STRATA_RETURN_IF_ERROR(CopyUpData(node, false));
+  std::unique_lock lock(ns_mutex_);
+  auto dir = table_->GetShared(new_parent);
+  if (!dir) return Error(ESTALE, "link");
+  STRATA_ASSIGN_OR_RETURN(auto existing, LookupChild(dir, new_name));
+  if (existing) return Error(EEXIST, "link", std::string(new_name));
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
+  if (!node->upper.valid()) {
+    if (node->is_reg()) {
+      STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
+    } else {
+      STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+    }
+  }
+  STRATA_RETURN_IF_ERROR(LinkUpperAt(*node, *dir, new_name));
+  if (node->indexed) STRATA_RETURN_IF_ERROR(AdjustGroupNlink(*node, +1));
+  return Reply(node);
+}
+
+Status UnionFs::Rename(uint64_t parent, std::string_view name,
+                       uint64_t new_parent, std::string_view new_name,
+                       unsigned flags) {
+  if (read_only()) return Error(EROFS, "rename");
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0 ||
+      (flags & RENAME_NOREPLACE && flags & RENAME_EXCHANGE))
+    return Error(EINVAL, "rename", "unsupported flags");
+  STRATA_RETURN_IF_ERROR(CheckName(new_name));
+  std::unique_lock lock(ns_mutex_);
+  auto from = table_->GetShared(parent);
+  auto to = table_->GetShared(new_parent);
+  if (!from || !to) return Error(ESTALE, "rename");
+  STRATA_ASSIGN_OR_RETURN(auto src, LookupChild(from, name));
+  if (!src) return Error(ENOENT, "rename", std::string(name));
+  STRATA_ASSIGN_OR_RETURN(auto dst, LookupChild(to, new_name));
+  if (flags & RENAME_NOREPLACE && dst)
+    return Error(EEXIST, "rename", std::string(new_name));
+  if (flags & RENAME_EXCHANGE && !dst)
+    return Error(ENOENT, "rename", std::string(new_name));
+  if (src == dst) return Ok();  // the same file: rename(2) does nothing
+  if (dst && !(flags & RENAME_EXCHANGE)) {
+    if (src->is_dir() && !dst->is_dir())
+      return Error(ENOTDIR, "rename", std::string(new_name));
+    if (!src->is_dir() && dst->is_dir())
+      return Error(EISDIR, "rename", std::string(new_name));
+    if (dst->is_dir()) {
+      STRATA_ASSIGN_OR_RETURN(bool empty, IsEmptyDir(dst));
+      if (!empty) return Error(ENOTEMPTY, "rename", std::string(new_name));
+    }
+  }
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(from));
+  STRATA_RETURN_IF_ERROR(EnsureUpperDir(to));
+  STRATA_RETURN_IF_ERROR(Materialize(src, from, name));
+  std::string n1(name), n2(new_name);
+  int fd1 = from->upper.get(), fd2 = to->upper.get();
+  if (flags & RENAME_EXCHANGE) {
+    STRATA_RETURN_IF_ERROR(Materialize(dst, to, new_name));
+    if (::renameat2(fd1, n1.c_str(), fd2, n2.c_str(), RENAME_EXCHANGE) != 0)
+      return Error::FromErrno("rename", n1 + " <-> " + n2);
+    if (src->is_dir()) STRATA_RETURN_IF_ERROR(MarkMovedDir(*src));
+    if (dst->is_dir()) STRATA_RETURN_IF_ERROR(MarkMovedDir(*dst));
+    Renamed(src, to, new_name);
+    Renamed(dst, from, name);
+    from->dir_nlink.store(-1);
+    to->dir_nlink.store(-1);
+    return Ok();
+  }
+  STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*from, name));
+  STRATA_ASSIGN_OR_RETURN(auto target, host::StatAt(fd2, new_name));
+  if (dst && dst->is_dir() && target && S_ISDIR(target->st_mode)) {
+    // Union-empty, but it may hold whiteouts: empty it for rename(2).
+    STRATA_ASSIGN_OR_RETURN(
+        UniqueFd d, host::OpenAt(fd2, n2, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+    STRATA_ASSIGN_OR_RETURN(auto entries, host::ReadDirAll(d.get()));
+    for (const auto& e : entries)
+      STRATA_RETURN_IF_ERROR(host::RemoveTreeAt(d.get(), e.name));
+  }
+  if (src->is_dir() && target && !S_ISDIR(target->st_mode)) {
+    // A directory over a whiteout: swap them; the whiteout lands on the old
+    // name, which is what that name needs when the lower has it.
+    if (::renameat2(fd1, n1.c_str(), fd2, n2.c_str(), RENAME_EXCHANGE) != 0)
+      return Error::FromErrno("rename", n1 + " -> " + n2);
+    if (!wh && ::unlinkat(fd1, n1.c_str(), 0) != 0)
+      return Error::FromErrno("unlink", "whiteout " + n1);
+  } else if (wh && whiteout_devs_ &&
+             ::renameat2(fd1, n1.c_str(), fd2, n2.c_str(), RENAME_WHITEOUT) ==
+                 0) {
+    // Moved, and the old name whited out, in one step.
+  } else {
+    if (::renameat(fd1, n1.c_str(), fd2, n2.c_str()) != 0)
+      return Error::FromErrno("rename", n1 + " -> " + n2);
+    if (wh) STRATA_RETURN_IF_ERROR(MakeWhiteoutAt(*from, name));
+  }
+  DropDotWh(*to, new_name);
+  if (src->is_dir()) {
+    STRATA_RETURN_IF_ERROR(MarkMovedDir(*src));
+    from->dir_nlink.store(-1);
+    to->dir_nlink.store(-1);
+  }
+  if (dst) STRATA_RETURN_IF_ERROR(LostName(dst));
+  Renamed(src, to, new_name);
+  return Ok();
+}
+
+}  // namespace strata::fs

@@ -1,0 +1,124 @@
+// strata mount / strata umount: an image of the store as a directory, with
+// an optional writable upper (design §2, "Mounting").
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "fs/session.h"
+#include "fs/stored_lower.h"
+#include "fs/union_fs.h"
+#include "tools/strata/commands.h"
+
+namespace strata::cli {
+
+namespace {
+
+struct MountArgs {
+  std::string image, mountpoint, upper, work, options;
+  bool foreground = false, debug = false, is_volatile = false;
+};
+
+std::string Absolute(const std::string& p) {
+  if (p.empty()) return p;
+  std::error_code ec;
+  auto a = std::filesystem::absolute(p, ec);
+  return ec ? p : a.lexically_normal().string();
+}
+
+Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
+  // Check the image here, for a clear error before anything is mounted;
+  // the daemon opens the store again after the fork (LMDB must not cross
+  // one).
+  std::string image;
+  {
+    STRATA_ASSIGN_OR_RETURN(auto store,
+                            OpenStore(global, layerdb::Store::Mode::kReadOnly));
+    STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(a.image));
+    if (!info) return Error(ENOENT, "mount", "no image " + a.image);
+    image = info->name;
+  }
+  fs::MountConfig mc;
+  mc.mountpoint = Absolute(a.mountpoint);
+  mc.fsname = "strata:" + image;
+  mc.subtype = "strata";
+  mc.foreground = a.foreground || a.debug;
+  mc.debug = a.debug;
+  mc.read_only = a.upper.empty();
+  for (std::string_view rest = a.options; !rest.empty();) {
+    size_t comma = rest.find(',');
+    std::string o(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+    if (o == "ro")
+      mc.read_only = true;
+    else if (o == "volatile")
+      continue;
+    else if (!o.empty())
+      mc.fuse_options.push_back(o);
+  }
+  fs::UnionOptions uo;
+  if (!mc.read_only) {
+    uo.upper_dir = Absolute(a.upper);
+    uo.work_dir = a.work.empty() ? uo.upper_dir + ".work" : Absolute(a.work);
+    std::error_code ec;
+    std::filesystem::create_directories(uo.upper_dir, ec);
+  }
+  uo.volatile_upper =
+      a.is_volatile || a.options.find("volatile") != std::string::npos;
+  uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
+  std::string root = global.root;
+  return fs::RunMount(
+      mc, [root, image, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
+        STRATA_ASSIGN_OR_RETURN(
+            auto store,
+            layerdb::Store::Open(root, layerdb::Store::Mode::kReadOnly));
+        STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(image));
+        if (!info) return Error(ENOENT, "mount", "no image " + image);
+        STRATA_ASSIGN_OR_RETURN(auto lower, fs::StoredLowerSource::Open(
+                                                std::move(store), info->view));
+        return fs::UnionFs::Create(std::move(lower), uo);
+      });
+}
+
+}  // namespace
+
+void AddMountCommands(CLI::App& app, Context& ctx) {
+  auto a = std::make_shared<MountArgs>();
+  CLI::App* mount =
+      AddCommand(app, "mount", "mount an image as a directory", ctx);
+  mount->add_option("IMAGE", a->image, "image name[:tag]")->required();
+  mount->add_option("MOUNTPOINT", a->mountpoint, "an existing directory")
+      ->required();
+  mount->add_option("--upper", a->upper,
+                    "writable upper directory (kernel overlayfs format); "
+                    "without it the mount is read-only");
+  mount->add_option(
+      "--work", a->work,
+      "work directory on the upper's filesystem (default: UPPER.work)");
+  mount->add_option("-o", a->options,
+                    "mount options (ro, volatile, allow_other, ...)");
+  mount->add_flag("--volatile", a->is_volatile,
+                  "skip fsync; a crash leaves the upper marked unusable");
+  mount->add_flag("-f,--foreground", a->foreground, "stay in the foreground");
+  mount->add_flag("-d,--debug", a->debug,
+                  "log every FUSE request (implies -f)");
+  mount->callback([&ctx, a] {
+    ctx.action = [&ctx, a] { return RunMountCommand(ctx.global, *a); };
+  });
+
+  auto u = std::make_shared<std::pair<std::string, bool>>();
+  CLI::App* umount = AddCommand(app, "umount", "unmount a strata mount", ctx);
+  umount->add_option("MOUNTPOINT", u->first, "where it is mounted")->required();
+  umount->add_flag("-l,--lazy", u->second,
+                   "detach now, clean up when no longer busy");
+  umount->callback([&ctx, u] {
+    ctx.action = [u]() -> Result<int> {
+      STRATA_RETURN_IF_ERROR(fs::Unmount(Absolute(u->first), u->second));
+      return 0;
+    };
+  });
+}
+
+}  // namespace strata::cli
