@@ -68,7 +68,7 @@ Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
   uo.volatile_upper =
       a.is_volatile || a.options.find("volatile") != std::string::npos;
   uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
-  std::string root = global.root;
+  std::string root = Absolute(global.root);  // the daemon runs in /
   return fs::RunMount(
       mc, [root, image, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
         STRATA_ASSIGN_OR_RETURN(
