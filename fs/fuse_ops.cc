@@ -53,7 +53,7 @@ void ReplyEntry(fuse_req_t req, const Result<EntryOut>& r) {
 
 Caller CallerOf(fuse_req_t req) {
   const fuse_ctx* c = fuse_req_ctx(req);
-  return Caller{c->uid, c->gid};
+  return Caller{c->uid, c->gid, c->umask};
 }
 
 OpenFile* FileOf(fuse_file_info* fi) {
@@ -74,6 +74,8 @@ void Init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS_AUTO);
   want(FUSE_CAP_ASYNC_READ);
   if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
+  // The umask is ours to apply: not where a default ACL decides the mode.
+  want(FUSE_CAP_DONT_MASK);
   // The kernel clears suid/sgid on write and chown itself.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = 1 << 20;

@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdarg>
 #include <cstdio>
 #include <thread>
 
@@ -111,9 +112,37 @@ int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
   return rc == 0 ? 0 : 1;
 }
 
+// libfuse's own messages: one line of ours says what failed.
+void FuseLog(enum fuse_log_level level, const char* fmt, va_list ap) {
+  char buf[1024];
+  std::vsnprintf(buf, sizeof buf, fmt, ap);
+  std::string_view line(buf);
+  while (!line.empty() && line.back() == '\n')
+    line.remove_suffix(1);
+  if (level <= FUSE_LOG_ERR)
+    spdlog::debug("libfuse: {}", line);
+  else
+    spdlog::trace("libfuse: {}", line);
+}
+
+Status CheckMountpoint(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return Error::FromErrno("mount", "mountpoint " + path);
+  if (!S_ISDIR(st.st_mode))
+    return Error(ENOTDIR, "mount",
+                 "mountpoint " + path + " is not a directory");
+  return Ok();
+}
+
 }  // namespace
 
 int RunMount(const MountConfig& c, const FsFactory& make_fs) {
+  fuse_set_log_func(FuseLog);
+  if (auto s = CheckMountpoint(c.mountpoint); !s) {
+    std::fprintf(stderr, "strata: %s\n", s.error().ToString().c_str());
+    return 1;
+  }
   if (c.foreground) return Serve(c, make_fs, -1);
   int pipefd[2];
   if (::pipe2(pipefd, O_CLOEXEC) != 0) {

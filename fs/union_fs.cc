@@ -75,6 +75,13 @@ Status UnionFs::Init() {
   if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0)
     return Error(errno == EWOULDBLOCK ? EBUSY : errno, "mount",
                  "work directory " + work + " is in use by another mount");
+  // ... and one mount per upper, whatever its work directory (kernel
+  // overlayfs refuses this too).
+  STRATA_ASSIGN_OR_RETURN(upper_lock_fd_,
+                          host::OpenAt(AT_FDCWD, up, O_RDONLY | O_DIRECTORY));
+  if (::flock(upper_lock_fd_.get(), LOCK_EX | LOCK_NB) != 0)
+    return Error(errno == EWOULDBLOCK ? EBUSY : errno, "mount",
+                 "upper directory " + up + " is in use by another mount");
   std::string marker = work + "/" + kVolatileMarker;
   if (::access(marker.c_str(), F_OK) == 0)
     return Error(EINVAL, "mount",

@@ -46,6 +46,7 @@ struct UnionOptions {
 struct Caller {
   uid_t uid = 0;
   gid_t gid = 0;
+  mode_t umask = 0;  // applied unless the parent has a default ACL
 };
 
 // What an upper entry is, from its stat and xattrs.
@@ -173,6 +174,8 @@ class UnionFs {
   Status CopyUpData(const std::shared_ptr<Inode>& node, bool truncate);
   Status EnsureIndexed(const std::shared_ptr<Inode>& node);  // REQUIRES excl
   Result<std::string> TempName();
+  Status PlaceCopyUp(const std::string& tmp, const Inode& dir,
+                     std::string_view name);
   Status PlaceFromWork(const std::string& tmp, const Inode& dir,
                        std::string_view name);
   Status MakeWhiteoutAt(const Inode& dir, std::string_view name);
@@ -188,8 +191,10 @@ class UnionFs {
   Status SyncFile(int fd);
   Result<std::vector<DirListing::Item>> MergedListing(Inode& dir);
   Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);
+  // Sets the owner (or records it where chown is refused) and, with
+  // `set_mode`, the mode (chown may have dropped suid/sgid).
   Status ApplyOwner(const std::string& path, uid_t uid, gid_t gid, mode_t mode,
-                    dev_t rdev, bool is_symlink);
+                    dev_t rdev, bool is_symlink, bool set_mode = true);
   Status AdjustGroupNlink(Inode& node, int delta);
   Status SetOwner(Inode& node, const std::string& path, uid_t uid, gid_t gid);
   Status SetMode(Inode& node, const std::string& path, mode_t mode);
@@ -224,6 +229,7 @@ class UnionFs {
   UniqueFd work_fd_;           // <work>/strata-tmp
   UniqueFd index_fd_;          // <work>/strata-index
   UniqueFd lock_fd_;           // flock on <work>/strata.lock
+  UniqueFd upper_lock_fd_;     // flock on the upper directory itself
   bool whiteout_devs_ = true;  // false: mknod refused; write .wh.NAME
   bool can_chown_ = true;      // false: record ownership in override_stat
   uid_t daemon_uid_ = 0;

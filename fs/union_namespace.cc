@@ -58,6 +58,14 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
   int dirfd = in_work ? work_fd_.get() : dir->upper.get();
   std::string nm = in_work ? tmp : std::string(name);
   mode_t mode = what.mode;
+  if (type != S_IFLNK) {
+    // With a default ACL on the parent, the upper filesystem derives the
+    // mode from it (our umask is 0); else the caller's umask applies.
+    STRATA_ASSIGN_OR_RETURN(
+        auto dacl,
+        host::GetXattr(FdPath(dir->upper.get()), "system.posix_acl_default"));
+    if (!dacl) mode &= ~caller.umask;
+  }
   gid_t gid = caller.gid;
   if (dst.st_mode & S_ISGID) {  // BSD group semantics of a setgid directory
     gid = dst.st_gid;
@@ -97,8 +105,11 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
       }
   }
   std::string path = FdPath(dirfd) + "/" + nm;
+  // The mode was given at creation (where a default ACL may have shaped
+  // it); set it again only for bits that creation or chown may drop.
+  bool special = (mode & (S_ISUID | S_ISGID | S_ISVTX)) != 0;
   STRATA_RETURN_IF_ERROR(
-      ApplyOwner(path, caller.uid, gid, mode, rdev, type == S_IFLNK));
+      ApplyOwner(path, caller.uid, gid, mode, rdev, type == S_IFLNK, special));
   if (type == S_IFDIR && lower_has)
     STRATA_RETURN_IF_ERROR(host::SetXattr(path, format_.Opaque(), "y"));
   if (in_work) STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *dir, name));
@@ -140,6 +151,9 @@ Result<EntryOut> UnionFs::MakeSymlink(uint64_t parent, std::string_view name,
 
 // After `node` lost a name: is any left? The last one makes it unlinked.
 Status UnionFs::LostName(const std::shared_ptr<Inode>& node) {
+  // A lower hardlink group keeps its union nlink in the index entry.
+  if (node->is_reg() && !node->upper.valid() && node->lower_nlink > 1)
+    STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
   bool gone = true;
   if (node->is_dir()) {
     gone = true;
@@ -166,9 +180,6 @@ Status UnionFs::Unlink(uint64_t parent, std::string_view name) {
   if (!node) return Error(ENOENT, "unlink", std::string(name));
   if (node->is_dir()) return Error(EISDIR, "unlink", std::string(name));
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
-  // A lower hardlink group keeps its union nlink in the index entry.
-  if (node->is_reg() && !node->upper.valid() && node->lower_nlink > 1)
-    STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
   STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
   STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
   return LostName(node);

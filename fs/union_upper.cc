@@ -34,6 +34,16 @@ bool IsPermissionError(int code) {
 
 }  // namespace
 
+// Copy-up adds an entry to the parent's upper directory, which is not a
+// change of the union directory: keep its times, as kernel overlayfs does.
+Status UnionFs::PlaceCopyUp(const std::string& tmp, const Inode& dir,
+                            std::string_view name) {
+  STRATA_ASSIGN_OR_RETURN(struct stat before, host::StatFd(dir.upper.get()));
+  STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, dir, name));
+  struct timespec t[2] = {before.st_atim, before.st_mtim};
+  return host::Utimens(FdPath(dir.upper.get()), t);
+}
+
 Status UnionFs::PlaceFromWork(const std::string& tmp, const Inode& dir,
                               std::string_view name) {
   std::string n(name);
@@ -121,7 +131,8 @@ Status UnionFs::CopyAttrsTo(const std::string& path, const struct stat& st,
 }
 
 Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
-                           mode_t mode, dev_t rdev, bool is_symlink) {
+                           mode_t mode, dev_t rdev, bool is_symlink,
+                           bool set_mode) {
   bool owned = true;
   if (uid != daemon_uid_ || gid != daemon_gid_) {
     auto chown = host::Chown(path, uid, gid);
@@ -130,7 +141,7 @@ Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
       owned = false;
     }
   }
-  if (!is_symlink) {
+  if (!is_symlink && (set_mode || !owned)) {
     // Where ownership is only recorded, the daemon keeps access to the file.
     mode_t real = mode & 07777;
     if (!owned) real = (real & 0777) | (S_ISDIR(mode) ? 0700 : 0600);
@@ -170,7 +181,7 @@ Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
     return Error::FromErrno("mkdir", "copy-up of " + dir->name);
   STRATA_RETURN_IF_ERROR(
       CopyAttrsTo(FdPath(work_fd_.get()) + "/" + tmp, st, xattrs, false));
-  STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *dir->parent, dir->name));
+  STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *dir->parent, dir->name));
   STRATA_ASSIGN_OR_RETURN(dir->upper,
                           host::OpenAt(dir->parent->upper.get(), dir->name,
                                        O_PATH | O_DIRECTORY | O_NOFOLLOW));
@@ -222,7 +233,7 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
       host::SetXattr(path, format_.Origin(), std::to_string(node->st_ino));
   if (!origin && !(symlink || !S_ISREG(st.st_mode))) return origin.error();
   STRATA_RETURN_IF_ERROR(CopyAttrsTo(path, st, xattrs, symlink));
-  STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *node->parent, node->name));
+  STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *node->parent, node->name));
   STRATA_ASSIGN_OR_RETURN(
       node->upper,
       host::OpenAt(node->parent->upper.get(), node->name, O_PATH | O_NOFOLLOW));
@@ -345,7 +356,7 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
         node->upper, host::OpenAt(work_fd_.get(), tmp, O_PATH | O_NOFOLLOW));
     ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
   } else {
-    STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *node->parent, node->name));
+    STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *node->parent, node->name));
     STRATA_ASSIGN_OR_RETURN(node->upper,
                             host::OpenAt(node->parent->upper.get(), node->name,
                                          O_PATH | O_NOFOLLOW));

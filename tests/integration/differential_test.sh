@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Differential test of union semantics: tests/integration/fsdiff.py applies seeded random
+# filesystem operations in lockstep to kernel overlayfs (the oracle: index=on,
+# redirect_dir=on) and to the subject, both mounted over the same two lower layers, and
+# compares every outcome and, every 25 ops and around an unmount/remount of both, the
+# whole trees. A divergence is minimized to a short reproducer (printed) and fails.
+#
+# Subject: FSDIFF_SUBJECT=strata-overlay (default; skipped while $STRATA_BUILD/bin/
+# strata-overlay is not built) compared strictly; FSDIFF_SUBJECT=fuse-overlayfs runs the
+# same seeds with --allow-known (fuse-overlayfs 1.10's known divergences tolerated: a
+# check that the harness runs clean); FSDIFF_SUBJECT=kernel compares kernel overlayfs with
+# itself (must never diverge). FSDIFF_SEEDS / FSDIFF_OPS override the fixed seeds.
+# Needs root, /dev/fuse and kernel overlayfs.
+. "$(dirname "$0")/lib.sh"
+
+need_root "mounts kernel overlayfs and a FUSE union"
+need_tools python3 mount umount
+subject=${FSDIFF_SUBJECT:-strata-overlay}
+extra=()
+case $subject in
+  strata-overlay)
+    bin=$STRATA_BUILD/bin/strata-overlay
+    [[ -x $bin ]] || skip "strata-overlay is not built ($bin); FSDIFF_SUBJECT=fuse-overlayfs tests the harness"
+    extra=(--subject-bin "$bin")
+    ;;
+  fuse-overlayfs)
+    need_tools fuse-overlayfs
+    extra=(--allow-known)
+    ;;
+  kernel) ;;
+  *) fail "FSDIFF_SUBJECT=$subject: want strata-overlay, fuse-overlayfs or kernel" ;;
+esac
+if [[ $subject != kernel && ! -c /dev/fuse ]]; then skip "needs /dev/fuse"; fi
+if ! grep -qw overlay /proc/filesystems; then
+  modprobe overlay 2>/dev/null || true
+  grep -qw overlay /proc/filesystems || skip "kernel overlayfs is not available"
+fi
+setup_work
+
+# unmount_under DIR: kill the processes whose command line names DIR (FUSE daemons left
+# by a fsdiff.py that could not clean up, e.g. after SIGKILL: killing a daemon also aborts
+# its FUSE connection, so that no umount can block on it), then unmount whatever is still
+# mounted under DIR, deepest first. fsdiff.py cleans up on its own, even on SIGINT/SIGTERM.
+unmount_under() {
+  local dir=$1 mp pid args
+  [[ -n $dir ]] || return 0
+  for pid in /proc/[0-9]*; do
+    pid=${pid#/proc/}
+    args=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || continue
+    if [[ $args == *"$dir/"* && $pid != "$$" && $pid != "$BASHPID" ]]; then
+      kill -KILL "$pid" 2>/dev/null && note "killed a leftover process $pid: $args"
+    fi
+  done
+  # mountinfo field 5 is the mount point, with octal escapes
+  while read -r mp; do
+    mp=$(printf '%b' "$mp")
+    umount "$mp" 2>/dev/null || umount -l "$mp" || true
+    note "unmounted a leftover mount: $mp"
+  done < <(awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
+  return 0
+}
+on_exit() {
+  local rc=$?
+  set +e
+  unmount_under "$WORK"
+  (exit "$rc")
+  cleanup # lib.sh: reads $? as the exit status
+}
+trap on_exit EXIT
+
+# fuse-overlayfs: seeds 5, 9, 19, 28, 30, 34 ... diverge beyond what --allow-known
+# tolerates (fsdiff.py KNOWN_RULES, KNOWN_AVOID); these six run clean with it.
+default_seeds=1-6
+if [[ $subject == fuse-overlayfs ]]; then default_seeds=1-4,6,7; fi
+seeds=${FSDIFF_SEEDS:-$default_seeds}
+ops=${FSDIFF_OPS:-300}
+start=$EPOCHREALTIME
+rc=0
+python3 "$STRATA_SRC/tests/integration/fsdiff.py" --subject "$subject" "${extra[@]}" \
+  --seeds "$seeds" --ops "$ops" --remount-at $((ops / 2)) --check-every 25 \
+  --work "$WORK/fsdiff" --minimize-time 300 || rc=$?
+printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" \
+  "fsdiff: seeds $seeds x $ops ops against $subject"
+((rc != 77)) || skip "fsdiff cannot run here (its message above)"
+((rc == 0)) || fail "$subject diverges from kernel overlayfs (divergence and reproducer above)"
+[[ -z $(awk -v d="$WORK/" 'index($5, d) == 1' /proc/self/mountinfo) ]] ||
+  fail "fsdiff left mounts behind under $WORK"
+note PASS
