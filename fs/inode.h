@@ -43,7 +43,12 @@ struct Inode {
   std::string lower_path;
   uint32_t lower_nlink = 1;  // hardlink group in the lower tree when > 1
 
-  // Upper part: an O_PATH fd of the upper object (invalid: not copied up).
+  // Upper part. A directory keeps an O_PATH fd of its upper directory. A
+  // non-directory is found by name (UnionFs::UpperPath): its index entry
+  // when `indexed`, else `parent`/`name` — so that a tree of 100k copied-up
+  // files does not hold 100k fds; only an unlinked one that may still be
+  // open keeps an fd (`upper`) to stay reachable.
+  bool has_upper = false;
   UniqueFd upper;
   bool metacopy = false;  // upper holds metadata only; data is `lower`
   bool opaque = false;    // directory: the lower part is hidden

@@ -33,7 +33,7 @@ Status UnionFs::SetOwner(Inode& node, const std::string& path, uid_t uid,
     if (!IsPermissionError(chown.error().code()) || S_ISLNK(node.type))
       return chown.error();
     // The daemon may not give the file away: record the owner instead.
-    STRATA_ASSIGN_OR_RETURN(struct stat st, host::StatFd(node.upper.get()));
+    STRATA_ASSIGN_OR_RETURN(struct stat st, UpperStat(node));
     node.override = OverrideStat{st.st_uid, st.st_gid, st.st_mode, st.st_rdev};
   }
   if (uid != static_cast<uid_t>(-1)) node.override->uid = uid;
@@ -72,7 +72,7 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
     STRATA_RETURN_IF_ERROR(CopyUpData(node, attr.st_size == 0));
   }
   std::unique_lock lock(ns_mutex_);
-  if (!node->upper.valid()) {
+  if (!node->has_upper) {
     STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
   }
   std::string path = UpperPath(*node);
@@ -124,7 +124,7 @@ Result<std::string> UnionFs::GetXattr(uint64_t nodeid, std::string_view name) {
     return Error(ENODATA, "getxattr", n);
   std::shared_lock lock(ns_mutex_);
   Inode& node = table_->Get(nodeid);
-  if (node.upper.valid()) {
+  if (node.has_upper) {
     auto v = host::GetXattr(UpperPath(node), n);
     // FIXME: a hardlinked symlink whose remembered name was unlinked has no
     // path for l*xattr (getxattrat(2) needs Linux 6.13); it shows none.
@@ -145,7 +145,7 @@ Result<std::vector<std::string>> UnionFs::ListXattrs(uint64_t nodeid) {
   std::shared_lock lock(ns_mutex_);
   Inode& node = table_->Get(nodeid);
   std::vector<std::string> out;
-  if (node.upper.valid()) {
+  if (node.has_upper) {
     auto listed = host::ListXattrNames(UpperPath(node));
     if (!listed && listed.error().code() == ENOENT && S_ISLNK(node.type))
       return out;  // see GetXattr
@@ -171,7 +171,7 @@ Status UnionFs::SetXattr(uint64_t nodeid, std::string_view name,
   auto node = table_->GetShared(nodeid);
   if (!node) return Error(ESTALE, "setxattr");
   std::unique_lock lock(ns_mutex_);
-  if (!node->upper.valid()) STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+  if (!node->has_upper) STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
   auto set = host::SetXattr(UpperPath(*node), n, value, flags);
   if (!set) return Error(set.error().code(), "setxattr", n);
   return Ok();
@@ -185,7 +185,7 @@ Status UnionFs::RemoveXattr(uint64_t nodeid, std::string_view name) {
   auto node = table_->GetShared(nodeid);
   if (!node) return Error(ESTALE, "removexattr");
   std::unique_lock lock(ns_mutex_);
-  if (!node->upper.valid()) {
+  if (!node->has_upper) {
     // Nothing to copy up for an attribute that is not there.
     STRATA_ASSIGN_OR_RETURN(auto all, lower_->Xattrs(*node->lower));
     bool found = false;

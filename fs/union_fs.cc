@@ -9,6 +9,8 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <charconv>
+
 #include <spdlog/spdlog.h>
 
 #include "fs/host_io.h"
@@ -109,6 +111,7 @@ Status UnionFs::Init() {
   ProbeUpper();
   STRATA_ASSIGN_OR_RETURN(
       root->upper, host::OpenAt(upper_root_.get(), ".", O_PATH | O_DIRECTORY));
+  root->has_upper = true;
   STRATA_ASSIGN_OR_RETURN(
       auto opq, host::GetXattr(FdPath(root->upper.get()), format_.Opaque()));
   root->opaque = opq && *opq == "y";
@@ -150,12 +153,40 @@ std::string UnionFs::ChildPath(const Inode& dir, std::string_view name) const {
   return FdPath(dir.upper.get()) + "/" + std::string(name);
 }
 
+std::string UnionFs::IndexKey(uint64_t st_ino) {
+  char buf[17];
+  auto r = std::to_chars(buf, buf + 16, st_ino, 16);
+  return std::string(buf, r.ptr);
+}
+
 std::string UnionFs::UpperPath(const Inode& node) const {
-  // A /proc/self/fd link names the object itself for every type but a
-  // symlink, where l*xattr would act on the magic link: use parent + name.
-  if (S_ISLNK(node.type) && node.parent && node.parent->upper.valid())
+  if (node.indexed) return FdPath(index_fd_.get()) + "/" + IndexKey(node.st_ino);
+  // Directories and anchored files: the fd's magic link, which path calls
+  // in host_io.h follow.
+  if (node.upper.valid() && !S_ISLNK(node.type)) return FdPath(node.upper.get());
+  if (node.parent && node.parent->upper.valid())
     return ChildPath(*node.parent, node.name);
   return FdPath(node.upper.get());
+}
+
+Result<struct stat> UnionFs::UpperStat(const Inode& node) const {
+  if (node.upper.valid() && !node.indexed) return host::StatFd(node.upper.get());
+  if (node.indexed) {
+    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(index_fd_.get(), IndexKey(node.st_ino)));
+    if (st) return *st;
+  } else if (node.parent && node.parent->upper.valid()) {
+    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(node.parent->upper.get(), node.name));
+    if (st) return *st;
+  }
+  return Error(ESTALE, "stat", "upper of " + node.name + " is gone");
+}
+
+Result<UniqueFd> UnionFs::OpenUpper(const Inode& node, int flags) const {
+  std::string path = UpperPath(node);
+  if (!host::IsFdLink(path)) flags |= O_NOFOLLOW;
+  int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open", node.name);
+  return UniqueFd(fd);
 }
 
 Result<std::string> UnionFs::TempName() {

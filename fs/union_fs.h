@@ -57,6 +57,7 @@ struct UpperInfo {
   bool opaque = false;
   bool xattr_whiteouts = false;
   bool metacopy = false;
+  bool indexed = false;
   std::optional<uint32_t> group_nlink;
   std::optional<OverrideStat> override;
   std::vector<std::string> xattr_names;
@@ -212,6 +213,8 @@ class UnionFs {
                                 const NewObject& what, const Caller& caller,
                                 UniqueFd* fd_out);
   Status LostName(const std::shared_ptr<Inode>& node);
+  Status Anchor(Inode& node, const Inode& dir, std::string_view name);
+  Status IndexUpper(Inode& node);
   Status Materialize(const std::shared_ptr<Inode>& node,
                      const std::shared_ptr<Inode>& dir, std::string_view name);
   Status LinkUpperAt(const Inode& node, const Inode& dir,
@@ -219,7 +222,12 @@ class UnionFs {
 
   // Paths usable with path-based syscalls on the upper filesystem.
   static std::string FdPath(int fd);
-  std::string UpperPath(const Inode& node) const;  // node.upper valid
+  // Where a copied-up object is in the upper filesystem (REQUIRES
+  // has_upper), as a path for path calls, its lstat, and an open fd.
+  std::string UpperPath(const Inode& node) const;
+  Result<struct stat> UpperStat(const Inode& node) const;
+  Result<UniqueFd> OpenUpper(const Inode& node, int flags) const;
+  static std::string IndexKey(uint64_t st_ino);
   std::string ChildPath(const Inode& dir, std::string_view name) const;
 
   std::unique_ptr<LowerSource> lower_;

@@ -37,11 +37,8 @@ Result<std::unique_ptr<OpenFile>> UnionFs::Open(uint64_t nodeid, int flags) {
   file->flags = flags;
   std::shared_lock lock(ns_mutex_);
   file->generation = node->data_generation.load();
-  if (node->upper.valid() && !node->metacopy) {
-    std::string path = FdPath(node->upper.get());
-    int fd = ::open(path.c_str(), ReopenFlags(flags));
-    if (fd < 0) return Error::FromErrno("open", node->name);
-    file->fd = UniqueFd(fd);
+  if (node->has_upper && !node->metacopy) {
+    STRATA_ASSIGN_OR_RETURN(file->fd, OpenUpper(*node, ReopenFlags(flags)));
     return file;
   }
   if (!node->lower) return Error(ENOENT, "open", node->name);
@@ -77,12 +74,11 @@ Result<int> UnionFs::ReadFd(OpenFile& file) {
     // on, as kernel overlayfs does.
     std::shared_lock lock(ns_mutex_);
     Inode& node = *file.node;
-    if (node.upper.valid() && !node.metacopy) {
-      int fd = ::open(FdPath(node.upper.get()).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0) return Error::FromErrno("open", "copied-up " + node.name);
+    if (node.has_upper && !node.metacopy) {
+      STRATA_ASSIGN_OR_RETURN(UniqueFd fd, OpenUpper(node, O_RDONLY));
       // A concurrent read may still be splicing from the old fd.
       file.retired.push_back(std::move(file.fd));
-      file.fd = UniqueFd(fd);
+      file.fd = std::move(fd);
       file.inline_data.clear();
       file.lower = false;
     }

@@ -152,10 +152,14 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
                    "upper " + std::string(name) +
                        ": metacopy file whose lower data is missing");
   }
-  if (S_ISREG(st.st_mode) && info.ino < kUpperInoBase && st.st_nlink > 1) {
-    // A copied-up member of a lower hardlink group: its inode (shared with
-    // the index entry) holds the union nlink.
+  if (st.st_nlink > 1 && index_fd_.valid()) {
+    // A hardlink group (from the lower tree, or made by link()) has an
+    // index entry, which is its stable name; a regular file's holds the
+    // union nlink.
+    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), IndexKey(info.ino)));
+    info.indexed = ist && ist->st_ino == st.st_ino;
     for (const UpperFormat& f : both) {
+      if (!info.indexed || !S_ISREG(st.st_mode)) break;
       STRATA_ASSIGN_OR_RETURN(auto v, get(f.Nlink()));
       if (v) {
         info.group_nlink = static_cast<uint32_t>(ParseU64(*v).value_or(1));
@@ -175,13 +179,17 @@ Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
     const struct stat& st) {
   STRATA_ASSIGN_OR_RETURN(UpperInfo info, ResolveUpper(*dir, name, st));
   if (auto live = table_->Find(info.ino)) {
-    if ((live->type & S_IFMT) == (st.st_mode & S_IFMT) && live->upper.valid() &&
+    if ((live->type & S_IFMT) == (st.st_mode & S_IFMT) && live->has_upper &&
         !live->unlinked)
       return live;
   }
   auto node = std::make_shared<Inode>(info.ino, st.st_mode & S_IFMT);
-  STRATA_ASSIGN_OR_RETURN(
-      node->upper, host::OpenAt(dir->upper.get(), name, O_PATH | O_NOFOLLOW));
+  node->has_upper = true;
+  if (S_ISDIR(st.st_mode)) {
+    STRATA_ASSIGN_OR_RETURN(node->upper,
+                            host::OpenAt(dir->upper.get(), name,
+                                         O_PATH | O_DIRECTORY | O_NOFOLLOW));
+  }
   node->parent = dir;
   node->name = std::string(name);
   node->opaque = info.opaque;
@@ -193,10 +201,8 @@ Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
   }
   node->metacopy = info.metacopy;
   node->override = info.override;
-  if (info.group_nlink) {
-    node->indexed = true;
-    node->group_nlink = info.group_nlink;
-  }
+  node->indexed = info.indexed;
+  node->group_nlink = info.group_nlink;
   return table_->FindOrInsert(std::move(node));
 }
 
@@ -215,16 +221,11 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
   if (S_ISREG(le.st.st_mode) && le.st.st_nlink > 1 && index_fd_.valid()) {
     // A lower hardlink group some member of which was copied up: the index
     // entry is the group's one upper inode.
-    char hex[17];
-    auto r = std::to_chars(hex, hex + 16, le.st.st_ino, 16);
-    std::string key(hex, r.ptr);
-    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), key));
+    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), IndexKey(le.st.st_ino)));
     if (ist) {
-      STRATA_ASSIGN_OR_RETURN(
-          node->upper, host::OpenAt(index_fd_.get(), key, O_PATH | O_NOFOLLOW));
+      node->has_upper = true;
       node->indexed = true;
-      STRATA_ASSIGN_OR_RETURN(
-          auto v, host::GetXattr(FdPath(node->upper.get()), format_.Nlink()));
+      STRATA_ASSIGN_OR_RETURN(auto v, host::GetXattr(UpperPath(*node), format_.Nlink()));
       node->group_nlink =
           v ? static_cast<uint32_t>(ParseU64(*v).value_or(1)) : 1;
     }
@@ -259,8 +260,8 @@ Result<std::shared_ptr<Inode>> UnionFs::LookupChild(
 
 Result<struct stat> UnionFs::StatOf(Inode& node) {
   struct stat st {};
-  if (node.upper.valid()) {
-    STRATA_ASSIGN_OR_RETURN(st, host::StatFd(node.upper.get()));
+  if (node.has_upper) {
+    STRATA_ASSIGN_OR_RETURN(st, UpperStat(node));
     if (node.metacopy && node.lower) {
       STRATA_ASSIGN_OR_RETURN(struct stat ls, lower_->GetAttr(*node.lower));
       st.st_blocks = ls.st_blocks;
@@ -286,6 +287,8 @@ Result<struct stat> UnionFs::StatOf(Inode& node) {
       st.st_nlink = static_cast<nlink_t>(n);
     } else if (node.indexed && node.group_nlink) {
       st.st_nlink = *node.group_nlink;
+    } else if (node.indexed) {
+      st.st_nlink = st.st_nlink > 1 ? st.st_nlink - 1 : 1;  // not the index link
     }
   } else if (node.lower) {
     STRATA_ASSIGN_OR_RETURN(st, lower_->GetAttr(*node.lower));
@@ -321,9 +324,12 @@ Result<struct stat> UnionFs::GetAttr(uint64_t nodeid) {
 Result<std::string> UnionFs::ReadLink(uint64_t nodeid) {
   std::shared_lock lock(ns_mutex_);
   Inode& node = table_->Get(nodeid);
-  if (node.upper.valid()) {
+  if (node.has_upper) {
     std::string buf(4096, '\0');
-    ssize_t n = ::readlinkat(node.upper.get(), "", buf.data(), buf.size());
+    std::string path = UpperPath(node);
+    ssize_t n = host::IsFdLink(path)
+                    ? ::readlinkat(node.upper.get(), "", buf.data(), buf.size())
+                    : ::readlink(path.c_str(), buf.data(), buf.size());
     if (n < 0) return Error::FromErrno("readlink", node.name);
     buf.resize(static_cast<size_t>(n));
     return buf;

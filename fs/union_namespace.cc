@@ -152,14 +152,17 @@ Result<EntryOut> UnionFs::MakeSymlink(uint64_t parent, std::string_view name,
 // After `node` lost a name: is any left? The last one makes it unlinked.
 Status UnionFs::LostName(const std::shared_ptr<Inode>& node) {
   // A lower hardlink group keeps its union nlink in the index entry.
-  if (node->is_reg() && !node->upper.valid() && node->lower_nlink > 1)
+  if (node->is_reg() && !node->has_upper && node->lower_nlink > 1)
     STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
   bool gone = true;
   if (node->is_dir()) {
     gone = true;
-  } else if (node->indexed) {
+  } else if (node->indexed && node->is_reg()) {
     STRATA_RETURN_IF_ERROR(AdjustGroupNlink(*node, -1));
     gone = node->group_nlink.value_or(0) == 0;
+  } else if (node->indexed) {
+    STRATA_ASSIGN_OR_RETURN(struct stat st, UpperStat(*node));
+    gone = st.st_nlink <= 1;  // only the index entry is left
   } else if (node->upper.valid()) {
     STRATA_ASSIGN_OR_RETURN(struct stat st, host::StatFd(node->upper.get()));
     gone = st.st_nlink == 0;
@@ -180,9 +183,39 @@ Status UnionFs::Unlink(uint64_t parent, std::string_view name) {
   if (!node) return Error(ENOENT, "unlink", std::string(name));
   if (node->is_dir()) return Error(EISDIR, "unlink", std::string(name));
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
+  STRATA_RETURN_IF_ERROR(Anchor(*node, *dir, name));
   STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
   STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
   return LostName(node);
+}
+
+// Keeps a nameless-to-be file reachable: an open file may still use it.
+Status UnionFs::Anchor(Inode& node, const Inode& dir, std::string_view name) {
+  if (node.is_dir() || !node.has_upper || node.indexed || node.upper.valid())
+    return Ok();
+  auto fd = host::OpenAt(dir.upper.get(), name, O_PATH | O_NOFOLLOW);
+  if (fd) node.upper = std::move(*fd);
+  return Ok();
+}
+
+// Gives a copied-up non-directory an index entry, the stable name of a
+// hardlink group, before it gets a second name.
+Status UnionFs::IndexUpper(Inode& node) {
+  if (node.indexed) return Ok();
+  STRATA_ASSIGN_OR_RETURN(struct stat st, UpperStat(node));
+  std::string src = UpperPath(node);
+  std::string key = IndexKey(node.st_ino);
+  int flags = host::IsFdLink(src) ? AT_SYMLINK_FOLLOW : 0;
+  if (::linkat(AT_FDCWD, src.c_str(), index_fd_.get(), key.c_str(), flags) != 0)
+    return Error::FromErrno("link", "index entry " + key);
+  if (node.is_reg()) {
+    STRATA_RETURN_IF_ERROR(host::SetXattr(FdPath(index_fd_.get()) + "/" + key,
+                                          format_.Nlink(), std::to_string(st.st_nlink)));
+    node.group_nlink = static_cast<uint32_t>(st.st_nlink);
+  }
+  node.indexed = true;
+  node.upper.Reset();
+  return Ok();
 }
 
 Status UnionFs::RemoveDir(uint64_t parent, std::string_view name) {
@@ -214,7 +247,7 @@ Status UnionFs::Materialize(const std::shared_ptr<Inode>& node,
     STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
     return LinkUpperAt(*node, *dir, name);
   }
-  if (node->upper.valid())
+  if (node->has_upper)
     return Error(EIO, "rename", std::string(name) + ": upper entry missing");
   Renamed(node, dir, name);
   return CopyUpMeta(node);
@@ -223,9 +256,9 @@ Status UnionFs::Materialize(const std::shared_ptr<Inode>& node,
 Status UnionFs::LinkUpperAt(const Inode& node, const Inode& dir,
                             std::string_view name) {
   STRATA_ASSIGN_OR_RETURN(std::string tmp, TempName());
-  std::string src = FdPath(node.upper.get());
-  if (::linkat(AT_FDCWD, src.c_str(), work_fd_.get(), tmp.c_str(),
-               AT_SYMLINK_FOLLOW) != 0)
+  std::string src = UpperPath(node);
+  int flags = host::IsFdLink(src) ? AT_SYMLINK_FOLLOW : 0;
+  if (::linkat(AT_FDCWD, src.c_str(), work_fd_.get(), tmp.c_str(), flags) != 0)
     return Error::FromErrno("link", std::string(name));
   STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, dir, name));
   DropDotWh(dir, name);
@@ -249,15 +282,16 @@ Result<EntryOut> UnionFs::Link(uint64_t nodeid, uint64_t new_parent,
   STRATA_ASSIGN_OR_RETURN(auto existing, LookupChild(dir, new_name));
   if (existing) return Error(EEXIST, "link", std::string(new_name));
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
-  if (!node->upper.valid()) {
+  if (!node->has_upper) {
     if (node->is_reg()) {
       STRATA_RETURN_IF_ERROR(EnsureIndexed(node));
     } else {
       STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
     }
   }
+  STRATA_RETURN_IF_ERROR(IndexUpper(*node));
   STRATA_RETURN_IF_ERROR(LinkUpperAt(*node, *dir, new_name));
-  if (node->indexed) STRATA_RETURN_IF_ERROR(AdjustGroupNlink(*node, +1));
+  if (node->is_reg()) STRATA_RETURN_IF_ERROR(AdjustGroupNlink(*node, +1));
   return Reply(node);
 }
 
@@ -308,6 +342,7 @@ Status UnionFs::Rename(uint64_t parent, std::string_view name,
     to->dir_nlink.store(-1);
     return Ok();
   }
+  if (dst) STRATA_RETURN_IF_ERROR(Anchor(*dst, *to, new_name));
   STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*from, name));
   STRATA_ASSIGN_OR_RETURN(auto target, host::StatAt(fd2, new_name));
   if (dst && dst->is_dir() && target && S_ISDIR(target->st_mode)) {

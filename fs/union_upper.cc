@@ -22,11 +22,6 @@ namespace strata::fs {
 
 namespace {
 
-std::string Hex(uint64_t v) {
-  char buf[17];
-  auto r = std::to_chars(buf, buf + 16, v, 16);
-  return std::string(buf, r.ptr);
-}
 
 bool IsPermissionError(int code) {
   return code == EPERM || code == EINVAL || code == EACCES || code == ENOTSUP;
@@ -157,7 +152,7 @@ Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
 }
 
 Result<host::XattrList> UnionFs::XattrsOf(Inode& node) {
-  if (node.upper.valid()) {
+  if (node.has_upper) {
     STRATA_ASSIGN_OR_RETURN(auto all, host::ReadXattrs(UpperPath(node)));
     host::XattrList out;
     for (auto& kv : all)
@@ -171,7 +166,7 @@ Result<host::XattrList> UnionFs::XattrsOf(Inode& node) {
 
 Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
   if (read_only()) return Error(EROFS, "copy-up");
-  if (dir->upper.valid()) return Ok();
+  if (dir->has_upper) return Ok();
   if (!dir->parent) return Error(EIO, "copy-up", "root without upper");
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir->parent));
   STRATA_ASSIGN_OR_RETURN(struct stat st, lower_->GetAttr(*dir->lower));
@@ -185,12 +180,13 @@ Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
   STRATA_ASSIGN_OR_RETURN(dir->upper,
                           host::OpenAt(dir->parent->upper.get(), dir->name,
                                        O_PATH | O_DIRECTORY | O_NOFOLLOW));
+  dir->has_upper = true;
   return Ok();
 }
 
 Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
   if (read_only()) return Error(EROFS, "copy-up");
-  if (node->upper.valid()) return Ok();
+  if (node->has_upper) return Ok();
   if (node->is_dir()) return EnsureUpperDir(node);
   if (node->is_reg() && node->lower_nlink > 1) return EnsureIndexed(node);
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(node->parent));
@@ -234,9 +230,7 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
   if (!origin && !(symlink || !S_ISREG(st.st_mode))) return origin.error();
   STRATA_RETURN_IF_ERROR(CopyAttrsTo(path, st, xattrs, symlink));
   STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *node->parent, node->name));
-  STRATA_ASSIGN_OR_RETURN(
-      node->upper,
-      host::OpenAt(node->parent->upper.get(), node->name, O_PATH | O_NOFOLLOW));
+  node->has_upper = true;
   node->metacopy = metacopy;
   if (auto ov = host::GetXattr(UpperPath(*node), kOverrideStat); ov && *ov)
     node->override = ParseOverrideStat(**ov, st.st_mode & S_IFMT);
@@ -275,12 +269,11 @@ Status UnionFs::EnsureIndexed(const std::shared_ptr<Inode>& node) {
   STRATA_RETURN_IF_ERROR(
       host::SetXattr(path, format_.Nlink(), std::to_string(node->lower_nlink)));
   STRATA_RETURN_IF_ERROR(CopyAttrsTo(path, st, xattrs, false));
-  std::string key = Hex(node->st_ino);
+  std::string key = IndexKey(node->st_ino);
   if (::renameat(work_fd_.get(), tmp.c_str(), index_fd_.get(), key.c_str()) !=
       0)
     return Error::FromErrno("rename", "index entry " + key);
-  STRATA_ASSIGN_OR_RETURN(
-      node->upper, host::OpenAt(index_fd_.get(), key, O_PATH | O_NOFOLLOW));
+  node->has_upper = true;
   node->indexed = true;
   node->metacopy = false;
   node->group_nlink = node->lower_nlink;
@@ -294,7 +287,7 @@ Status UnionFs::AdjustGroupNlink(Inode& node, int delta) {
   int64_t n = static_cast<int64_t>(node.group_nlink.value_or(1)) + delta;
   if (n < 0) n = 0;
   node.group_nlink = static_cast<uint32_t>(n);
-  return host::SetXattr(FdPath(node.upper.get()), format_.Nlink(),
+  return host::SetXattr(UpperPath(node), format_.Nlink(),
                         std::to_string(n));
 }
 
@@ -305,8 +298,8 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
     std::unique_lock lock(ns_mutex_);
     if (read_only()) return Error(EROFS, "copy-up");
     if (!node->is_reg()) return Ok();
-    if (node->upper.valid() && !node->metacopy) return Ok();
-    if (!node->upper.valid() && node->lower_nlink > 1)
+    if (node->has_upper && !node->metacopy) return Ok();
+    if (!node->has_upper && node->lower_nlink > 1)
       return EnsureIndexed(node);
     STRATA_RETURN_IF_ERROR(EnsureUpperDir(node->parent));
     ref = node->lower;
@@ -323,8 +316,8 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
   // Metadata as it is now: a chmod or chown may have made a stub meanwhile.
   struct stat st {};
   host::XattrList xattrs;
-  if (node->upper.valid()) {
-    STRATA_ASSIGN_OR_RETURN(st, host::StatFd(node->upper.get()));
+  if (node->has_upper) {
+    STRATA_ASSIGN_OR_RETURN(st, UpperStat(*node));
     STRATA_ASSIGN_OR_RETURN(auto all, host::ReadXattrs(UpperPath(*node)));
     for (auto& kv : all) {
       if (kv.first.ends_with("overlay.metacopy") ||
@@ -343,7 +336,7 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
   }
   if (truncate) st.st_size = 0;
   STRATA_RETURN_IF_ERROR(CopyAttrsTo(path, st, xattrs, false));
-  if (node->override && node->upper.valid()) {
+  if (node->override && node->has_upper) {
     // Keep the recorded owner (CopyAttrsTo saw the daemon's own ids).
     STRATA_RETURN_IF_ERROR(host::SetXattr(path, kOverrideStat,
                                           FormatOverrideStat(*node->override)));
@@ -357,10 +350,8 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
     ::unlinkat(work_fd_.get(), tmp.c_str(), 0);
   } else {
     STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *node->parent, node->name));
-    STRATA_ASSIGN_OR_RETURN(node->upper,
-                            host::OpenAt(node->parent->upper.get(), node->name,
-                                         O_PATH | O_NOFOLLOW));
   }
+  node->has_upper = true;
   node->metacopy = false;
   if (!node->override) {
     if (auto ov = host::GetXattr(UpperPath(*node), kOverrideStat); ov && *ov)
