@@ -61,6 +61,12 @@ std::shared_ptr<Inode> InodeTable::GetShared(uint64_t nodeid) const {
   return nullptr;
 }
 
+uint64_t InodeTable::KnownNodeId(const Inode& node) const {
+  if (&node == root_.get()) return FUSE_ROOT_ID;
+  std::lock_guard lock(mutex_);
+  return node.nlookup > 0 ? reinterpret_cast<uint64_t>(&node) : 0;
+}
+
 size_t InodeTable::size() const {
   std::lock_guard lock(mutex_);
   return by_ino_.size();

@@ -39,6 +39,9 @@ class InodeTable {
   Inode& Get(uint64_t nodeid) const;
   std::shared_ptr<Inode> GetShared(uint64_t nodeid) const;
 
+  // The node id of `node` if the kernel holds it (0 otherwise).
+  uint64_t KnownNodeId(const Inode& node) const;
+
   size_t size() const;
 
  private:

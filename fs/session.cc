@@ -78,6 +78,9 @@ int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
     Report(ready_fd, "mount " + c.mountpoint + ": bad FUSE options: " + opts);
     return 1;
   }
+  ctx.fs->set_attr_invalidator([se](uint64_t nodeid) {
+    fuse_lowlevel_notify_inval_inode(se, nodeid, -1, 0);  // attributes only
+  });
   if (fuse_set_signal_handlers(se) != 0 ||
       fuse_session_mount(se, c.mountpoint.c_str()) != 0) {
     fuse_session_destroy(se);

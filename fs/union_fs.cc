@@ -160,22 +160,27 @@ std::string UnionFs::IndexKey(uint64_t st_ino) {
 }
 
 std::string UnionFs::UpperPath(const Inode& node) const {
-  if (node.indexed) return FdPath(index_fd_.get()) + "/" + IndexKey(node.st_ino);
+  if (node.indexed)
+    return FdPath(index_fd_.get()) + "/" + IndexKey(node.st_ino);
   // Directories and anchored files: the fd's magic link, which path calls
   // in host_io.h follow.
-  if (node.upper.valid() && !S_ISLNK(node.type)) return FdPath(node.upper.get());
+  if (node.upper.valid() && !S_ISLNK(node.type))
+    return FdPath(node.upper.get());
   if (node.parent && node.parent->upper.valid())
     return ChildPath(*node.parent, node.name);
   return FdPath(node.upper.get());
 }
 
 Result<struct stat> UnionFs::UpperStat(const Inode& node) const {
-  if (node.upper.valid() && !node.indexed) return host::StatFd(node.upper.get());
+  if (node.upper.valid() && !node.indexed)
+    return host::StatFd(node.upper.get());
   if (node.indexed) {
-    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(index_fd_.get(), IndexKey(node.st_ino)));
+    STRATA_ASSIGN_OR_RETURN(
+        auto st, host::StatAt(index_fd_.get(), IndexKey(node.st_ino)));
     if (st) return *st;
   } else if (node.parent && node.parent->upper.valid()) {
-    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(node.parent->upper.get(), node.name));
+    STRATA_ASSIGN_OR_RETURN(auto st,
+                            host::StatAt(node.parent->upper.get(), node.name));
     if (st) return *st;
   }
   return Error(ESTALE, "stat", "upper of " + node.name + " is gone");

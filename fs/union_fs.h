@@ -20,6 +20,7 @@
 #include <sys/statvfs.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -98,6 +99,13 @@ class UnionFs {
   ~UnionFs();
 
   bool read_only() const { return !upper_root_.valid(); }
+
+  // Called with a node id whose cached attributes a copy-up changed (a
+  // directory's size and nlink come from its new upper part): the session
+  // tells the kernel to drop them (fuse_lowlevel_notify_inval_inode).
+  void set_attr_invalidator(std::function<void(uint64_t nodeid)> fn) {
+    invalidate_attrs_ = std::move(fn);
+  }
   InodeTable& table() { return *table_; }
 
   Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
@@ -247,6 +255,8 @@ class UnionFs {
   // then ns_mutex_.
   std::shared_mutex ns_mutex_;
   std::atomic<uint64_t> temp_counter_{0};
+  std::function<void(uint64_t)> invalidate_attrs_;
+  void AttrsChanged(const Inode& node);
 };
 
 }  // namespace strata::fs

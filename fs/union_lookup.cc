@@ -156,7 +156,8 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
     // A hardlink group (from the lower tree, or made by link()) has an
     // index entry, which is its stable name; a regular file's holds the
     // union nlink.
-    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), IndexKey(info.ino)));
+    STRATA_ASSIGN_OR_RETURN(auto ist,
+                            host::StatAt(index_fd_.get(), IndexKey(info.ino)));
     info.indexed = ist && ist->st_ino == st.st_ino;
     for (const UpperFormat& f : both) {
       if (!info.indexed || !S_ISREG(st.st_mode)) break;
@@ -221,11 +222,13 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
   if (S_ISREG(le.st.st_mode) && le.st.st_nlink > 1 && index_fd_.valid()) {
     // A lower hardlink group some member of which was copied up: the index
     // entry is the group's one upper inode.
-    STRATA_ASSIGN_OR_RETURN(auto ist, host::StatAt(index_fd_.get(), IndexKey(le.st.st_ino)));
+    STRATA_ASSIGN_OR_RETURN(
+        auto ist, host::StatAt(index_fd_.get(), IndexKey(le.st.st_ino)));
     if (ist) {
       node->has_upper = true;
       node->indexed = true;
-      STRATA_ASSIGN_OR_RETURN(auto v, host::GetXattr(UpperPath(*node), format_.Nlink()));
+      STRATA_ASSIGN_OR_RETURN(
+          auto v, host::GetXattr(UpperPath(*node), format_.Nlink()));
       node->group_nlink =
           v ? static_cast<uint32_t>(ParseU64(*v).value_or(1)) : 1;
     }
@@ -288,7 +291,8 @@ Result<struct stat> UnionFs::StatOf(Inode& node) {
     } else if (node.indexed && node.group_nlink) {
       st.st_nlink = *node.group_nlink;
     } else if (node.indexed) {
-      st.st_nlink = st.st_nlink > 1 ? st.st_nlink - 1 : 1;  // not the index link
+      st.st_nlink =
+          st.st_nlink > 1 ? st.st_nlink - 1 : 1;  // not the index link
     }
   } else if (node.lower) {
     STRATA_ASSIGN_OR_RETURN(st, lower_->GetAttr(*node.lower));

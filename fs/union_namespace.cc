@@ -210,7 +210,8 @@ Status UnionFs::IndexUpper(Inode& node) {
     return Error::FromErrno("link", "index entry " + key);
   if (node.is_reg()) {
     STRATA_RETURN_IF_ERROR(host::SetXattr(FdPath(index_fd_.get()) + "/" + key,
-                                          format_.Nlink(), std::to_string(st.st_nlink)));
+                                          format_.Nlink(),
+                                          std::to_string(st.st_nlink)));
     node.group_nlink = static_cast<uint32_t>(st.st_nlink);
   }
   node.indexed = true;

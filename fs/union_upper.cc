@@ -22,7 +22,6 @@ namespace strata::fs {
 
 namespace {
 
-
 bool IsPermissionError(int code) {
   return code == EPERM || code == EINVAL || code == EACCES || code == ENOTSUP;
 }
@@ -181,7 +180,13 @@ Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
                           host::OpenAt(dir->parent->upper.get(), dir->name,
                                        O_PATH | O_DIRECTORY | O_NOFOLLOW));
   dir->has_upper = true;
+  AttrsChanged(*dir);
   return Ok();
+}
+
+void UnionFs::AttrsChanged(const Inode& node) {
+  if (!invalidate_attrs_) return;
+  if (uint64_t id = table_->KnownNodeId(node)) invalidate_attrs_(id);
 }
 
 Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
@@ -232,6 +237,7 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
   STRATA_RETURN_IF_ERROR(PlaceCopyUp(tmp, *node->parent, node->name));
   node->has_upper = true;
   node->metacopy = metacopy;
+  AttrsChanged(*node);
   if (auto ov = host::GetXattr(UpperPath(*node), kOverrideStat); ov && *ov)
     node->override = ParseOverrideStat(**ov, st.st_mode & S_IFMT);
   return Ok();
@@ -275,6 +281,7 @@ Status UnionFs::EnsureIndexed(const std::shared_ptr<Inode>& node) {
     return Error::FromErrno("rename", "index entry " + key);
   node->has_upper = true;
   node->indexed = true;
+  AttrsChanged(*node);
   node->metacopy = false;
   node->group_nlink = node->lower_nlink;
   if (auto ov = host::GetXattr(UpperPath(*node), kOverrideStat); ov && *ov)
@@ -287,8 +294,7 @@ Status UnionFs::AdjustGroupNlink(Inode& node, int delta) {
   int64_t n = static_cast<int64_t>(node.group_nlink.value_or(1)) + delta;
   if (n < 0) n = 0;
   node.group_nlink = static_cast<uint32_t>(n);
-  return host::SetXattr(UpperPath(node), format_.Nlink(),
-                        std::to_string(n));
+  return host::SetXattr(UpperPath(node), format_.Nlink(), std::to_string(n));
 }
 
 Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
@@ -299,8 +305,7 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
     if (read_only()) return Error(EROFS, "copy-up");
     if (!node->is_reg()) return Ok();
     if (node->has_upper && !node->metacopy) return Ok();
-    if (!node->has_upper && node->lower_nlink > 1)
-      return EnsureIndexed(node);
+    if (!node->has_upper && node->lower_nlink > 1) return EnsureIndexed(node);
     STRATA_RETURN_IF_ERROR(EnsureUpperDir(node->parent));
     ref = node->lower;
   }
@@ -353,6 +358,7 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
   }
   node->has_upper = true;
   node->metacopy = false;
+  AttrsChanged(*node);
   if (!node->override) {
     if (auto ov = host::GetXattr(UpperPath(*node), kOverrideStat); ov && *ov)
       node->override = ParseOverrideStat(**ov, S_IFREG);
