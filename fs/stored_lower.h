@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fs/lower_source.h"
+#include "layerdb/lifecycle.h"
 #include "layerdb/store.h"
 
 namespace strata::fs {
@@ -27,6 +28,9 @@ class StoredLowerSource final : public LowerSource {
   // As Open, owning the store.
   static Result<std::unique_ptr<StoredLowerSource>> Open(
       std::unique_ptr<layerdb::Store> store, layerdb::TreeId view);
+
+  // Keeps `pin` (gc keeps the view) for as long as the source lives.
+  void set_pin(layerdb::Pin pin) { pin_ = std::move(pin); }
 
   LowerEntry Root() const override { return root_; }
   Result<std::optional<LowerEntry>> Lookup(LowerRef dir,
@@ -47,6 +51,7 @@ class StoredLowerSource final : public LowerSource {
       : store_(&store), view_(view) {}
 
   std::unique_ptr<layerdb::Store> owned_;  // destroyed after the readers
+  layerdb::Pin pin_;
   const layerdb::Store* store_;
   layerdb::TreeId view_;
   LowerEntry root_;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "layerdb/base/error.h"
@@ -67,5 +68,35 @@ struct DiskUsage {
 // Reads one index snapshot and lists the blob files; takes no lock, so the
 // figures are approximate while imports or gc run.
 Result<DiskUsage> MeasureDiskUsage(const Store& store);
+
+}  // namespace strata::layerdb
+
+namespace strata::layerdb {
+
+// A pin: <root>/pins/<name> naming trees that gc must keep while it exists
+// (a mount's view, a container's layers). Written atomically under the
+// store's shared lock (see CollectGarbage); removed when the Pin is
+// destroyed. A name that is a pid is stale once that process is gone.
+class Pin {
+ public:
+  Pin() = default;
+  explicit Pin(std::string path) : path_(std::move(path)) {}
+  Pin(Pin&& o) noexcept : path_(std::exchange(o.path_, {})) {}
+  Pin& operator=(Pin&& o) noexcept {
+    Release();
+    path_ = std::exchange(o.path_, {});
+    return *this;
+  }
+  ~Pin() { Release(); }
+  void Release();
+
+ private:
+  std::string path_;
+};
+
+// Errors: EACCES/EROFS when the store is not writable by the caller (a
+// read-only store cannot be collected by that caller either), ENOSPC.
+Result<Pin> PinTrees(const Store& store, const std::string& name,
+                     const std::vector<TreeId>& trees);
 
 }  // namespace strata::layerdb

@@ -7,9 +7,12 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "fs/session.h"
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
+#include "layerdb/lifecycle.h"
 #include "tools/strata/commands.h"
 
 namespace strata::cli {
@@ -69,6 +72,9 @@ Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
       a.is_volatile || a.options.find("volatile") != std::string::npos;
   uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
   std::string root = Absolute(global.root);  // the daemon runs in /
+  // The daemon pins the view it serves so that gc keeps it even if the
+  // image is removed meanwhile (best effort: a store the user may not
+  // write cannot be collected by that user either).
   return fs::RunMount(
       mc, [root, image, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
         STRATA_ASSIGN_OR_RETURN(
@@ -76,8 +82,13 @@ Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
             layerdb::Store::Open(root, layerdb::Store::Mode::kReadOnly));
         STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(image));
         if (!info) return Error(ENOENT, "mount", "no image " + image);
+        auto p =
+            layerdb::PinTrees(*store, std::to_string(::getpid()), {info->view});
+        if (!p)
+          spdlog::info("mount: view not pinned: {}", p.error().ToString());
         STRATA_ASSIGN_OR_RETURN(auto lower, fs::StoredLowerSource::Open(
                                                 std::move(store), info->view));
+        if (p) lower->set_pin(std::move(*p));
         return fs::UnionFs::Create(std::move(lower), uo);
       });
 }
