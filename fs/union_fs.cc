@@ -9,7 +9,9 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <charconv>
+#include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
@@ -95,6 +97,7 @@ Status UnionFs::Init() {
     STRATA_RETURN_IF_ERROR(sys::MakeDirs(work + "/work/incompat", 0700));
     STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(marker, ""));
   }
+  STRATA_RETURN_IF_ERROR(CheckFormat(work_root.get(), work));
   // Leftovers of copy-ups a killed daemon did not finish: never visible in
   // the union, so removing them restores the old state.
   STRATA_RETURN_IF_ERROR(host::RemoveTreeAt(work_root.get(), "strata-tmp"));
@@ -117,6 +120,27 @@ Status UnionFs::Init() {
   root->opaque = opq && *opq == "y";
   if (root->opaque) root->lower.reset();
   table_ = std::make_unique<InodeTable>(std::move(root));
+  return Ok();
+}
+
+// The upper format version (docs/format.md): a newer one is refused.
+Status UnionFs::CheckFormat(int work_fd, const std::string& work) {
+  std::string path = FdPath(work_fd) + "/strata-format";
+  auto text = sys::ReadFile(path);
+  if (!text) {
+    if (text.error().code() != ENOENT) return text.error();
+    return sys::WriteFileAtomic(work + "/strata-format",
+                                std::to_string(kUpperFormatVersion) + "\n");
+  }
+  while (!text->empty() &&
+         std::isspace(static_cast<unsigned char>(text->back())))
+    text->pop_back();
+  int version = std::atoi(text->c_str());
+  if (version > kUpperFormatVersion || version <= 0)
+    return Error(EINVAL, "mount",
+                 "work directory " + work + " has upper format " + *text +
+                     " but this strata supports " +
+                     std::to_string(kUpperFormatVersion) + "; upgrade strata");
   return Ok();
 }
 

@@ -157,6 +157,7 @@ class UnionFs {
   UnionFs(std::unique_ptr<LowerSource> lower, UnionOptions options);
   Status Init();
   void ProbeUpper();
+  Status CheckFormat(int work_fd, const std::string& work);
 
   // --- lookup and identity (union_lookup.cc); REQUIRES ns_mutex_ held.
   Result<std::shared_ptr<Inode>> LookupChild(const std::shared_ptr<Inode>& dir,

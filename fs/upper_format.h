@@ -32,6 +32,10 @@
 
 namespace strata::fs {
 
+// The version of the upper directory format (docs/format.md), recorded in
+// <work>/strata-format.
+inline constexpr int kUpperFormatVersion = 1;
+
 enum class XattrNs { kTrusted, kUser };
 
 class UpperFormat {
