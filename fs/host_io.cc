@@ -77,6 +77,11 @@ Result<struct stat> StatFd(int fd) {
 Result<UniqueFd> OpenAt(int dirfd, std::string_view name, int flags,
                         mode_t mode) {
   int fd = ::openat(dirfd, Str(name).c_str(), flags | O_CLOEXEC, mode);
+  if (fd < 0 && errno == EPERM && (flags & O_NOATIME)) {
+    // O_NOATIME needs ownership or CAP_FOWNER.
+    fd = ::openat(dirfd, Str(name).c_str(), (flags & ~O_NOATIME) | O_CLOEXEC,
+                  mode);
+  }
   if (fd < 0) return Error::FromErrno("openat", Str(name));
   return UniqueFd(fd);
 }

@@ -24,6 +24,9 @@ Result<std::optional<struct stat>> StatAt(int dirfd, std::string_view name);
 // fstat of an fd (O_PATH fds included).
 Result<struct stat> StatFd(int fd);
 
+// O_CLOEXEC is added. O_NOATIME (which internal reads of the upper use, as
+// kernel overlayfs does, so that the union's own listing does not change
+// atimes) is dropped where the caller may not use it.
 Result<UniqueFd> OpenAt(int dirfd, std::string_view name, int flags,
                         mode_t mode = 0);
 

@@ -349,7 +349,8 @@ Status UnionFs::Rename(uint64_t parent, std::string_view name,
   if (dst && dst->is_dir() && target && S_ISDIR(target->st_mode)) {
     // Union-empty, but it may hold whiteouts: empty it for rename(2).
     STRATA_ASSIGN_OR_RETURN(
-        UniqueFd d, host::OpenAt(fd2, n2, O_RDONLY | O_DIRECTORY | O_NOFOLLOW));
+        UniqueFd d,
+        host::OpenAt(fd2, n2, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOATIME));
     STRATA_ASSIGN_OR_RETURN(auto entries, host::ReadDirAll(d.get()));
     for (const auto& e : entries)
       STRATA_RETURN_IF_ERROR(host::RemoveTreeAt(d.get(), e.name));

@@ -29,8 +29,9 @@ Result<std::vector<DirListing::Item>> UnionFs::MergedListing(Inode& dir) {
   std::vector<DirListing::Item> items;
   std::set<std::string, std::less<>> hidden;  // upper names and whiteouts
   if (dir.upper.valid()) {
-    STRATA_ASSIGN_OR_RETURN(UniqueFd fd, host::OpenAt(dir.upper.get(), ".",
-                                                      O_RDONLY | O_DIRECTORY));
+    STRATA_ASSIGN_OR_RETURN(
+        UniqueFd fd,
+        host::OpenAt(dir.upper.get(), ".", O_RDONLY | O_DIRECTORY | O_NOATIME));
     STRATA_ASSIGN_OR_RETURN(auto entries, host::ReadDirAll(fd.get()));
     for (auto& e : entries) {
       if (std::string_view(e.name).starts_with(kWhPrefix)) {

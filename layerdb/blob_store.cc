@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -14,6 +16,39 @@ namespace strata::layerdb {
 namespace {
 
 constexpr char kTempDir[] = "tmp";
+
+// Holes are made in blocks of this size, at offsets that are multiples of
+// it: 4096 is the block size of ext4, xfs and btrfs as mkfs makes them, and
+// a multiple of tmpfs's page. A filesystem with larger blocks allocates a
+// block that is partly written, but reads are right on any.
+constexpr size_t kHoleBlock = 4096;
+
+bool IsZero(const char* p, size_t n) {
+  static constexpr std::array<char, kHoleBlock> kZeros{};
+  return std::memcmp(p, kZeros.data(), n) == 0;
+}
+
+// Writes `data` at `offset` (a multiple of kHoleBlock), skipping every
+// kHoleBlock-sized block of zeros so that it stays a hole. A last block
+// shorter than kHoleBlock is skipped too when it is all zeros.
+// REQUIRES: `data` is a whole number of blocks or ends at the end of the
+// content, and the caller ftruncates the file to the content's size (which
+// fills a skipped end with a hole).
+Status WriteSparse(int fd, off_t offset, std::string_view data) {
+  size_t run = 0;  // start of the bytes not yet written
+  for (size_t at = 0; at < data.size(); at += kHoleBlock) {
+    size_t n = std::min(kHoleBlock, data.size() - at);
+    if (!IsZero(data.data() + at, n)) continue;
+    if (at > run)
+      STRATA_RETURN_IF_ERROR(sys::PwriteFull(
+          fd, std::as_bytes(std::span(data.substr(run, at - run))),
+          offset + static_cast<off_t>(run)));
+    run = at + n;
+  }
+  if (run == data.size()) return Ok();
+  return sys::PwriteFull(fd, std::as_bytes(std::span(data.substr(run))),
+                         offset + static_cast<off_t>(run));
+}
 
 std::string RelPath(const BlobKey& key) {
   std::string hex = key.ToHex();
@@ -138,7 +173,8 @@ Result<BlobKey> BlobStore::Put(std::string_view data) {
   }
   std::string temp_path;
   STRATA_ASSIGN_OR_RETURN(UniqueFd fd, TempFile(&temp_path));
-  Status w = sys::WriteFull(fd.get(), std::as_bytes(std::span(data)));
+  Status w = WriteSparse(fd.get(), 0, data);
+  if (w) w = sys::Ftruncate(fd.get(), static_cast<off_t>(data.size()));
   if (!w) {
     if (!temp_path.empty()) ::unlink(temp_path.c_str());
     return w.error().WithContext("blob " + key.ToHex());
@@ -158,11 +194,28 @@ BlobStore::Writer::~Writer() {
 
 Status BlobStore::Writer::Write(std::string_view data) {
   hash_.Update(data.data(), data.size());
+  // Where tail_ goes in the file: a multiple of kHoleBlock.
+  off_t at = static_cast<off_t>(size_ - tail_.size());
   size_ += data.size();
-  return sys::WriteFull(fd_.get(), std::as_bytes(std::span(data)));
+  if (!tail_.empty()) {
+    size_t fill = std::min(kHoleBlock - tail_.size(), data.size());
+    tail_.append(data.substr(0, fill));
+    data.remove_prefix(fill);
+    if (tail_.size() < kHoleBlock) return Ok();
+    STRATA_RETURN_IF_ERROR(WriteSparse(fd_.get(), at, tail_));
+    at += static_cast<off_t>(kHoleBlock);
+    tail_.clear();
+  }
+  size_t whole = data.size() - data.size() % kHoleBlock;
+  STRATA_RETURN_IF_ERROR(WriteSparse(fd_.get(), at, data.substr(0, whole)));
+  tail_.assign(data.substr(whole));
+  return Ok();
 }
 
 Result<BlobKey> BlobStore::Writer::Commit() {
+  off_t at = static_cast<off_t>(size_ - tail_.size());
+  STRATA_RETURN_IF_ERROR(WriteSparse(fd_.get(), at, tail_));
+  STRATA_RETURN_IF_ERROR(sys::Ftruncate(fd_.get(), static_cast<off_t>(size_)));
   auto key = store_->LinkInto(fd_.get(), temp_path_, hash_.Finish());
   temp_path_.clear();
   fd_.Reset();

@@ -10,6 +10,12 @@
 // layer must never change what another image reads. A colliding blob with
 // different bytes goes to the next free variant (`.1`, `.2`, ...).
 //
+// Blobs are sparse: every whole 4096-byte block of zeros (at a 4096-aligned
+// offset, the usual filesystem block) is left as a hole instead of written,
+// so a sparse file of an image costs its data, not its size, on disk (and
+// in copy-ups that clone or copy the blob with its holes). The bytes, and
+// so the key, are the same as if written out.
+//
 // Durability: Put and Writer::Commit do not fsync; call Sync() before the
 // index transaction that references new blobs commits.
 //
@@ -47,6 +53,7 @@ class BlobStore {
     Writer(Writer&&) = default;
     Writer& operator=(Writer&&) = delete;
     ~Writer();
+    // Appends `data`. Errors: ENOSPC, EIO.
     Status Write(std::string_view data);
     uint64_t size() const { return size_; }
     // Makes the blob visible and returns its key; the Writer is then spent.
@@ -60,7 +67,11 @@ class BlobStore {
     UniqueFd fd_;
     std::string temp_path_;  // empty for O_TMPFILE
     Xxh128 hash_;
-    uint64_t size_ = 0;
+    uint64_t size_ = 0;  // bytes given to Write
+    // The last size_ % 4096 bytes, not yet in the file: writing whole
+    // aligned blocks only lets a block of zeros become a hole even when
+    // Write's pieces do not end on block boundaries.
+    std::string tail_;
   };
   Result<Writer> NewWriter() const;
 

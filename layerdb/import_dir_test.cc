@@ -313,6 +313,42 @@ TEST_F(ImportDirTest, StreamsHugeFilesAndReportsProgress) {
   EXPECT_EQ(calls.back().first, size + small_.size());
 }
 
+TEST_F(ImportDirTest, SparseFilesGiveSparseBlobs) {
+  // 16 MiB (read whole, BlobStore::Put) and 40 MiB (streamed through a
+  // BlobStore::Writer), each with 64 KiB of data in the middle.
+  const std::pair<std::string, uint64_t> files[] = {{"buffered", 16u << 20},
+                                                    {"streamed", 40u << 20}};
+  const std::string data(64 << 10, 'd');
+  for (const auto& [name, size] : files) {
+    auto fd = sys::Open(Src(name), O_WRONLY | O_CREAT, 0644);
+    ASSERT_TRUE(fd);
+    ASSERT_EQ(::ftruncate(fd->get(), static_cast<off_t>(size)), 0);
+    ASSERT_EQ(::pwrite(fd->get(), data.data(), data.size(),
+                       static_cast<off_t>(size / 2)),
+              static_cast<ssize_t>(data.size()));
+    auto st = sys::Fstat(fd->get());
+    ASSERT_TRUE(st);
+    if (static_cast<uint64_t>(st->st_blocks) * 512 >= size)
+      GTEST_SKIP() << "no sparse files on " << tmp_;
+  }
+  auto root = ImportAndLoad();
+  ASSERT_NE(root, nullptr);
+  for (const auto& [name, size] : files) {
+    const Node& n = NodeAt(root, name);
+    ASSERT_EQ(n.flags, kFlagBlob) << name;
+    struct stat st {};
+    ASSERT_EQ(::stat(store_->blobs().PathOf(n.blob).c_str(), &st), 0);
+    EXPECT_EQ(static_cast<uint64_t>(st.st_size), size) << name;
+    EXPECT_LT(static_cast<uint64_t>(st.st_blocks) * 512, 1u << 20) << name;
+    std::string content = BlobContent(n.blob);
+    ASSERT_EQ(content.size(), size) << name;
+    EXPECT_EQ(content.substr(size / 2, data.size()), data) << name;
+    EXPECT_EQ(content.find_first_not_of('\0'), size / 2) << name;
+    EXPECT_EQ(content.find_last_not_of('\0'), size / 2 + data.size() - 1)
+        << name;
+  }
+}
+
 TEST_F(ImportDirTest, SymlinkFifoSocketKeepTheirType) {
   ASSERT_NO_FATAL_FAILURE(BuildTree());
   // A symlink to a directory outside the tree is kept as a link, not walked.

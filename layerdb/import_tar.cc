@@ -189,20 +189,7 @@ class TarLayerReader {
       n.attr.ctime_ns =
           ToNs(archive_entry_ctime(e), archive_entry_ctime_nsec(e));
     ReadXattrs(e, n);
-    // ACLs travel as SCHILY.acl.* records, not xattrs; the store keeps them
-    // as the kernel's system.posix_acl_* xattrs.
-    // A tar made with --xattrs may also carry the numeric binary form as
-    // SCHILY.xattr.system.posix_acl_*: that one wins.
-    auto acls = AclXattrsFromArchiveEntry(e);
-    if (!acls) return acls.error().WithContext(name);
-    for (Xattr& x : acls->xattrs) {
-      bool have = std::any_of(n.xattrs.begin(), n.xattrs.end(),
-                              [&](const Xattr& o) { return o.name == x.name; });
-      if (have) continue;
-      if (x.name == kAclAccessXattr)
-        n.attr.mode = static_cast<uint32_t>(type | (acls->mode & 07777));
-      n.xattrs.push_back(std::move(x));
-    }
+    STRATA_RETURN_IF_ERROR(ReadAcls(e, name, n));
     switch (type) {
       case AE_IFREG:
         STRATA_RETURN_IF_ERROR(ReadContent(e, name, n));
@@ -228,6 +215,41 @@ class TarLayerReader {
                      std::string(name) + ": unknown file type");
     }
     return n;
+  }
+
+  // ACLs travel as SCHILY.acl.* records, not xattrs; the store keeps them
+  // as the kernel's system.posix_acl_* xattrs. A tar made with --xattrs may
+  // also carry the numeric binary form as SCHILY.xattr.system.posix_acl_*
+  // (GNU tar 1.34 --xattrs --acls writes both): that one wins.
+  // The permission bits then follow the access ACL that was kept, as the
+  // kernel's do (the group bits are the mask): libarchive has overwritten
+  // the header's bits with the SCHILY.acl.access text's user::, group:: and
+  // other::, and GNU tar's header has the mask where bsdtar's has group::.
+  Status ReadAcls(archive_entry* e, const char* name, Node& n) const {
+    auto acls = AclXattrsFromArchiveEntry(e);
+    if (!acls) return acls.error().WithContext(name);
+    for (Xattr& x : acls->xattrs) {
+      bool have = std::any_of(n.xattrs.begin(), n.xattrs.end(),
+                              [&](const Xattr& o) { return o.name == x.name; });
+      if (!have) n.xattrs.push_back(std::move(x));
+    }
+    uint32_t mode = acls->mode;
+    auto access =
+        std::find_if(n.xattrs.begin(), n.xattrs.end(),
+                     [](const Xattr& x) { return x.name == kAclAccessXattr; });
+    if (access != n.xattrs.end()) {
+      auto acl = ParseAclXattr(access->value);
+      if (acl) {
+        mode = ModeWithAccessAcl(mode, *acl);
+      } else {
+        spdlog::warn(
+            "import tar: unreadable ACL xattr, mode not taken from it: "
+            "input={} path={} {}",
+            src_.label, name, acl.error().ToString());
+      }
+    }
+    n.attr.mode = (n.attr.mode & S_IFMT) | (mode & 07777);
+    return Ok();
   }
 
   // libarchive writes each xattr twice in PAX (SCHILY.xattr.* and

@@ -167,6 +167,26 @@ void AddMissingMask(std::vector<AclEntry>& acl) {
 
 }  // namespace
 
+uint32_t ModeWithAccessAcl(uint32_t mode, const std::vector<AclEntry>& acl) {
+  std::optional<uint16_t> user, group_obj, mask, other;
+  for (const AclEntry& e : acl) {
+    if (e.tag == AclTag::kUserObj) user = e.perm;
+    if (e.tag == AclTag::kGroupObj) group_obj = e.perm;
+    if (e.tag == AclTag::kMask) mask = e.perm;
+    if (e.tag == AclTag::kOther) other = e.perm;
+  }
+  std::optional<uint16_t> group = mask ? mask : group_obj;
+  auto set = [&mode](std::optional<uint16_t> perm, int shift) {
+    if (!perm) return;
+    mode =
+        (mode & ~(7u << shift)) | ((static_cast<uint32_t>(*perm) & 7) << shift);
+  };
+  set(user, 6);
+  set(group, 3);
+  set(other, 0);
+  return mode;
+}
+
 bool IsAclXattr(std::string_view name) {
   return name == kAclAccessXattr || name == kAclDefaultXattr;
 }
@@ -248,10 +268,7 @@ Result<ArchiveAcls> AclXattrsFromArchiveEntry(archive_entry* entry) {
                           ReadArchiveAcl(entry, ARCHIVE_ENTRY_ACL_TYPE_ACCESS));
   if (!access.empty()) {
     AddMissingMask(access);
-    for (const AclEntry& e : access) {
-      if (e.tag == AclTag::kMask)
-        out.mode = (out.mode & ~070u) | (static_cast<uint32_t>(e.perm) << 3);
-    }
+    out.mode = ModeWithAccessAcl(out.mode, access);
     out.xattrs.push_back(
         {std::string(kAclAccessXattr), EncodeAclXattr(access)});
   }

@@ -14,11 +14,15 @@
 // archive_entry -> xattr.
 //
 // libarchive keeps the access ACL's user::, group:: and other:: entries in
-// the entry's permission bits. When the ACL has a mask, the kernel's file
-// mode carries the *mask* in its group bits, while libarchive (like bsdtar)
-// puts the group:: (owning group) permissions there. AddAclToArchiveEntry
-// therefore changes the entry's group bits, and AclXattrsFromArchiveEntry
-// gives back the file mode as the kernel shows it.
+// the entry's permission bits: adding or parsing one of them overwrites
+// those bits. When the ACL has a mask, the kernel's file mode carries the
+// *mask* in its group bits (acl(5), "ACL_MASK"), while libarchive (like
+// bsdtar) puts the group:: (owning group) permissions there. So
+// AddAclToArchiveEntry changes the entry's group bits (libarchive writes its
+// ACL text's group:: from the same bits, so the tar header cannot carry the
+// mask), a tar header's mode may already be overwritten when the importer
+// reads it, and ModeWithAccessAcl gives back the file mode as the kernel
+// shows it, whichever form the ACL came in.
 //
 // Thread-safety: plain functions on values.
 
@@ -66,6 +70,12 @@ bool IsAclXattr(std::string_view name);
 // not 4 + 8n, a tag is unknown or a permission has bits other than rwx.
 Result<std::vector<AclEntry>> ParseAclXattr(std::string_view value);
 
+// The file mode the kernel shows for a file with the access ACL `acl`:
+// `mode`'s file type and suid/sgid/sticky bits, the user bits from user::,
+// the group bits from mask:: (from group:: when there is no mask) and the
+// other bits from other::. Bits whose entry is missing stay as in `mode`.
+uint32_t ModeWithAccessAcl(uint32_t mode, const std::vector<AclEntry>& acl);
+
 // Encodes entries as a binary ACL xattr, sorted by tag then id (the order
 // the kernel requires in setxattr(2) and produces in getxattr(2)); entries
 // without a qualifier get kAclUndefinedId.
@@ -87,7 +97,7 @@ struct ArchiveAcls {
 
 // Reads the POSIX.1e ACLs of a tar entry (libarchive parsed them from
 // SCHILY.acl.* or another archive format) as binary xattrs, and the entry's
-// mode with its group bits set to the ACL mask when there is one. An access
+// mode as ModeWithAccessAcl gives it for that access ACL. An access
 // ACL with named entries but no mask gets the mask setfacl(1) would compute.
 // An access ACL equivalent to the mode yields no xattr. NFSv4 ACLs are
 // ignored. Errors: EINVAL when a named entry has no numeric id (an archive

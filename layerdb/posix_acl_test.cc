@@ -131,6 +131,45 @@ TEST(PosixAclTest, ArchiveEntryRoundTripRestoresXattrAndMode) {
   EXPECT_EQ(back->xattrs[1].value, EncodeAclXattr(dflt));
 }
 
+TEST(PosixAclTest, ModeTakesGroupBitsFromTheMask) {
+  // setfacl -m u:1000:r on a 0600 file: the kernel shows 0640.
+  std::vector<AclEntry> acl = {{AclTag::kUserObj, 6, kAclUndefinedId},
+                               {AclTag::kUser, 4, 1000},
+                               {AclTag::kGroupObj, 0, kAclUndefinedId},
+                               {AclTag::kMask, 4, kAclUndefinedId},
+                               {AclTag::kOther, 0, kAclUndefinedId}};
+  // Whatever the permission bits were, type and suid/sgid/sticky stay.
+  EXPECT_EQ(ModeWithAccessAcl(S_IFREG | 06777, acl), S_IFREG | 06640u);
+  EXPECT_EQ(ModeWithAccessAcl(S_IFDIR | 01000, acl), S_IFDIR | 01640u);
+  // Without a mask the group bits are group::'s.
+  std::vector<AclEntry> minimal = {{AclTag::kUserObj, 7, kAclUndefinedId},
+                                   {AclTag::kGroupObj, 5, kAclUndefinedId},
+                                   {AclTag::kOther, 1, kAclUndefinedId}};
+  EXPECT_EQ(ModeWithAccessAcl(S_IFREG | 0, minimal), S_IFREG | 0751u);
+  // Missing entries leave their bits alone.
+  EXPECT_EQ(
+      ModeWithAccessAcl(S_IFREG | 0123, {{AclTag::kMask, 6, kAclUndefinedId}}),
+      S_IFREG | 0163u);
+}
+
+// GNU tar's header carries the mask (st_mode); libarchive overwrites the
+// group bits with group:: when it parses the ACL text.
+TEST(PosixAclTest, ArchiveModeWithTheMaskWhateverTheHeaderHad) {
+  for (mode_t header : {S_IFREG | 0640, S_IFREG | 0600}) {
+    EntryPtr e(archive_entry_new());
+    archive_entry_set_mode(e.get(), header);
+    ASSERT_EQ(
+        archive_entry_acl_from_text(
+            e.get(), "user::rw-,user:1000:r--,group::---,mask::r--,other::---",
+            ARCHIVE_ENTRY_ACL_TYPE_ACCESS),
+        ARCHIVE_OK);
+    auto back = AclXattrsFromArchiveEntry(e.get());
+    ASSERT_TRUE(back) << back.error().ToString();
+    EXPECT_EQ(back->mode, static_cast<uint32_t>(S_IFREG | 0640)) << header;
+    ASSERT_EQ(back->xattrs.size(), 1u);
+  }
+}
+
 TEST(PosixAclTest, TrivialAccessAclGivesNoXattr) {
   EntryPtr e(archive_entry_new());
   archive_entry_set_mode(e.get(), S_IFREG | 0640);

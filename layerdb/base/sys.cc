@@ -58,6 +58,25 @@ Status WriteFull(int fd, std::span<const std::byte> buf) {
   return Ok();
 }
 
+Status PwriteFull(int fd, std::span<const std::byte> buf, off_t offset) {
+  size_t done = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::pwrite(fd, buf.data() + done, buf.size() - done,
+                         offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("pwrite");
+    done += static_cast<size_t>(n);
+  }
+  return Ok();
+}
+
+Status Ftruncate(int fd, off_t size) {
+  while (::ftruncate(fd, size) != 0) {
+    if (errno != EINTR) return Error::FromErrno("ftruncate");
+  }
+  return Ok();
+}
+
 Result<std::string> ReadFile(const std::string& path) {
   STRATA_ASSIGN_OR_RETURN(UniqueFd fd, Open(path, O_RDONLY));
   std::string out;

@@ -26,6 +26,9 @@ Result<UniqueFd> Open(const std::string& path, int flags, mode_t mode = 0);
 Result<size_t> ReadFull(int fd, std::span<std::byte> buf);
 Result<size_t> PreadFull(int fd, std::span<std::byte> buf, off_t offset);
 Status WriteFull(int fd, std::span<const std::byte> buf);
+Status PwriteFull(int fd, std::span<const std::byte> buf, off_t offset);
+// Sets the size of the file open as `fd`; growing it leaves a hole.
+Status Ftruncate(int fd, off_t size);
 Result<std::string> ReadFile(const std::string& path);
 // Writes `data` to `path` atomically (temp + fsync + rename).
 Status WriteFileAtomic(const std::string& path, std::string_view data);
