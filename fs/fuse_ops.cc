@@ -187,7 +187,10 @@ void Read(fuse_req_t req, fuse_ino_t, size_t size, off_t off,
     const std::string& d = file.inline_data;
     size_t start = std::min(static_cast<size_t>(off), d.size());
     size_t n = std::min(size, d.size() - start);
-    fuse_reply_buf(req, d.data() + start, n);
+    // A copy: once the reply is written the kernel may release the file
+    // (and free these bytes) before fuse_reply_buf returns.
+    std::string chunk = d.substr(start, n);
+    fuse_reply_buf(req, chunk.data(), chunk.size());
     return;
   }
   fuse_bufvec buf = FUSE_BUFVEC_INIT(size);

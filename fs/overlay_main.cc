@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "fs/dir_lower.h"
@@ -132,7 +133,13 @@ std::string TakeOption(const std::string& opt, OverlayArgs& a) {
   } else if (key == "fsync") {
   } else if (key == "debug") {
     a.mount.debug = true;
-  } else if (key == "allow_other" || key == "allow_root") {
+  } else if (key == "allow_other" || key == "allow_root" || key == "nosuid" ||
+             key == "suid" || key == "nodev" || key == "dev" ||
+             key == "noexec" || key == "exec" || key == "noatime" ||
+             key == "atime" || key == "nodiratime" || key == "diratime" ||
+             key == "sync" || key == "dirsync") {
+    // Mount flags: given to the kernel (after the root defaults, so that
+    // nosuid/nodev win over them).
     a.mount.fuse_options.push_back(key);
   } else if (key == "uidmapping" || key == "gidmapping" ||
              key == "squash_to_root" || key == "squash_to_uid" ||
@@ -200,6 +207,7 @@ int Main(int argc, char** argv) {
   a.mount.mountpoint = Absolute(positional.back());
   a.mount.fsname = positional.size() == 2 ? positional[0] : "strata-overlay";
   a.mount.subtype = "strata-overlay";
+  a.mount.program = "strata-overlay";
   if (a.upper.empty()) a.mount.read_only = true;
   a.opts.upper_dir = a.mount.read_only ? "" : a.upper;
   a.opts.work_dir = a.mount.read_only ? "" : a.work;
@@ -209,7 +217,7 @@ int Main(int argc, char** argv) {
   return RunMount(a.mount,
                   [lowers, opts]() -> Result<std::unique_ptr<UnionFs>> {
                     auto src = DirLowerSource::Open(lowers);
-                    if (!src) return src.error().WithContext("lowerdir");
+                    if (!src) return src.error();
                     return UnionFs::Create(std::move(*src), opts);
                   });
 }
@@ -218,6 +226,7 @@ int Main(int argc, char** argv) {
 }  // namespace strata::fs
 
 int main(int argc, char** argv) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("strata-overlay"));
   spdlog::set_pattern("strata-overlay: %^%l%$: %v");
   spdlog::set_level(spdlog::level::warn);
   return strata::fs::Main(argc, argv);

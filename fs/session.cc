@@ -58,7 +58,8 @@ int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
   auto fs = make_fs();
   if (!fs) {
     std::string msg = fs.error().ToString();
-    if (ready_fd < 0) std::fprintf(stderr, "strata: %s\n", msg.c_str());
+    if (ready_fd < 0)
+      std::fprintf(stderr, "%s: %s\n", c.program.c_str(), msg.c_str());
     Report(ready_fd, msg);
     return 1;
   }
@@ -143,7 +144,8 @@ Status CheckMountpoint(const std::string& path) {
 int RunMount(const MountConfig& c, const FsFactory& make_fs) {
   fuse_set_log_func(FuseLog);
   if (auto s = CheckMountpoint(c.mountpoint); !s) {
-    std::fprintf(stderr, "strata: %s\n", s.error().ToString().c_str());
+    std::fprintf(stderr, "%s: %s\n", c.program.c_str(),
+                 s.error().ToString().c_str());
     return 1;
   }
   if (c.foreground) return Serve(c, make_fs, -1);
@@ -175,7 +177,7 @@ int RunMount(const MountConfig& c, const FsFactory& make_fs) {
     msg = "mount " + c.mountpoint + ": the daemon died while starting";
   int status = 0;
   ::waitpid(pid, &status, 0);
-  std::fprintf(stderr, "strata: %s\n", msg.c_str());
+  std::fprintf(stderr, "%s: %s\n", c.program.c_str(), msg.c_str());
   return 1;
 }
 

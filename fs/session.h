@@ -20,6 +20,7 @@
 namespace strata::fs {
 
 struct MountConfig {
+  std::string program = "strata";  // prefix of error lines
   std::string mountpoint;
   std::string fsname;   // shown in /proc/mounts as the source
   std::string subtype;  // "strata" → type fuse.strata

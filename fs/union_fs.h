@@ -207,6 +207,9 @@ class UnionFs {
                     dev_t rdev, bool is_symlink, bool set_mode = true);
   Status AdjustGroupNlink(Inode& node, int delta);
   Status SetOwner(Inode& node, const std::string& path, uid_t uid, gid_t gid);
+  bool CanOwn(uid_t uid, gid_t gid) const;
+  Status MakeSpecial(int dirfd, const std::string& name, mode_t mode,
+                     dev_t rdev, uid_t uid, gid_t gid);
   Status SetMode(Inode& node, const std::string& path, mode_t mode);
   void Renamed(const std::shared_ptr<Inode>& node,
                const std::shared_ptr<Inode>& new_parent,

@@ -91,18 +91,8 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
         return Error::FromErrno("symlink", std::string(name));
       break;
     default:
-      if (::mknodat(dirfd, nm.c_str(), mode, rdev) != 0) {
-        if (errno != EPERM || (type != S_IFCHR && type != S_IFBLK))
-          return Error::FromErrno("mknod", std::string(name));
-        // No CAP_MKNOD: a placeholder whose override_stat says what it is.
-        STRATA_ASSIGN_OR_RETURN(
-            UniqueFd fd,
-            host::OpenAt(dirfd, nm, O_CREAT | O_EXCL | O_WRONLY, 0600));
-        std::string path = FdPath(dirfd) + "/" + nm;
-        OverrideStat o{caller.uid, gid, mode, rdev};
-        STRATA_RETURN_IF_ERROR(
-            host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
-      }
+      STRATA_RETURN_IF_ERROR(
+          MakeSpecial(dirfd, nm, mode, rdev, caller.uid, gid));
   }
   std::string path = FdPath(dirfd) + "/" + nm;
   // The mode was given at creation (where a default ACL may have shaped

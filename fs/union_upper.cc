@@ -100,6 +100,28 @@ Status UnionFs::RemoveUpperEntry(const Inode& dir, std::string_view name,
   return whiteout ? MakeWhiteoutAt(dir, name) : Ok();
 }
 
+bool UnionFs::CanOwn(uid_t uid, gid_t gid) const {
+  return can_chown_ || (uid == daemon_uid_ && gid == daemon_gid_);
+}
+
+// A device node, fifo or socket `name` in `dirfd`. Where the daemon may not
+// make it (no CAP_MKNOD) or not give it its owner (user xattrs, hence
+// override_stat, exist only on files and directories), a placeholder: an
+// empty regular file whose override_stat says what it is.
+Status UnionFs::MakeSpecial(int dirfd, const std::string& name, mode_t mode,
+                            dev_t rdev, uid_t uid, gid_t gid) {
+  if (CanOwn(uid, gid)) {
+    if (::mknodat(dirfd, name.c_str(), mode, rdev) == 0) return Ok();
+    if (errno != EPERM) return Error::FromErrno("mknod", name);
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      UniqueFd fd,
+      host::OpenAt(dirfd, name, O_CREAT | O_EXCL | O_WRONLY, 0600));
+  OverrideStat o{uid, gid, mode, rdev};
+  return host::SetXattr(FdPath(dirfd) + "/" + name, kOverrideStat,
+                        FormatOverrideStat(o));
+}
+
 // Sets owner, mode, xattrs and times of the object at `path` (a new object
 // in the work directory) as `st` and `xattrs` say. Where the daemon may not
 // chown, the owner and mode go to user.containers.override_stat.
@@ -143,6 +165,8 @@ Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
       return Error::FromErrno("chmod", path);
   }
   if (!owned && !is_symlink) {
+    // The real object is a file or directory here (a fifo, socket or device
+    // the daemon may not own is a placeholder file: MakeSpecial).
     OverrideStat o{uid, gid, mode, rdev};
     STRATA_RETURN_IF_ERROR(
         host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
@@ -217,18 +241,9 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
     STRATA_ASSIGN_OR_RETURN(std::string target, lower_->ReadLink(ref));
     if (::symlinkat(target.c_str(), work_fd_.get(), tmp.c_str()) != 0)
       return Error::FromErrno("symlink", "copy-up of " + node->name);
-  } else if (::mknodat(work_fd_.get(), tmp.c_str(), st.st_mode, st.st_rdev) !=
-             0) {
-    if (errno != EPERM)
-      return Error::FromErrno("mknod", "copy-up of " + node->name);
-    // No CAP_MKNOD: an empty file whose override_stat says what it is.
-    STRATA_ASSIGN_OR_RETURN(
-        UniqueFd fd,
-        host::OpenAt(work_fd_.get(), tmp, O_CREAT | O_EXCL | O_WRONLY, 0600));
-    OverrideStat o{st.st_uid, st.st_gid, st.st_mode, st.st_rdev};
-    STRATA_RETURN_IF_ERROR(
-        host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
-    node->override = o;
+  } else {
+    STRATA_RETURN_IF_ERROR(MakeSpecial(work_fd_.get(), tmp, st.st_mode,
+                                       st.st_rdev, st.st_uid, st.st_gid));
   }
   auto origin =
       host::SetXattr(path, format_.Origin(), std::to_string(node->st_ino));

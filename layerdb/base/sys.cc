@@ -134,10 +134,17 @@ Result<struct stat> FstatAt(int dirfd, const std::string& name, int flags) {
 }
 
 Status MakeDirs(const std::string& path, mode_t mode) {
-  std::error_code ec;
-  std::filesystem::create_directories(path, ec);
-  if (ec) return Error(ec.value(), "mkdir", path);
-  (void)mode;
+  // Each missing component with `mode` (masked by the umask), like
+  // mkdir -p -m; std::filesystem::create_directories would use 0777.
+  for (size_t pos = 1; pos <= path.size(); ++pos) {
+    if (pos != path.size() && path[pos] != '/') continue;
+    std::string prefix = path.substr(0, pos);
+    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST)
+      return Error::FromErrno("mkdir", prefix);
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return Error::FromErrno("mkdir", path);
+  if (!S_ISDIR(st.st_mode)) return Error(ENOTDIR, "mkdir", path);
   return Ok();
 }
 
