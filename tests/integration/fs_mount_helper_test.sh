@@ -95,7 +95,8 @@ daemon_pids() {
         echo "${p#/proc/}"
         break
       fi
-    done 2>/dev/null <"$p/cmdline"
+    # A process may exit while we look: its cmdline is then unreadable.
+    done 2>/dev/null <"$p/cmdline" || true
   done
 }
 # union_ok MNT: the merged tree of L1:L2; a write lands in the upper $2

@@ -148,7 +148,8 @@ daemon_pids() {
         echo "${p#/proc/}"
         break
       fi
-    done 2>/dev/null <"$p/cmdline"
+    # A process may exit while we look: its cmdline is then unreadable.
+    done 2>/dev/null <"$p/cmdline" || true
   done
 }
 # wait_gone PIDS...: each exits within 10 s
