@@ -1,11 +1,24 @@
 #include "fs/inode_table.h"
 
+#include <vector>
+
 #include <fuse_lowlevel.h>
 
 namespace strata::fs {
 
 InodeTable::InodeTable(std::shared_ptr<Inode> root) : root_(std::move(root)) {
   by_ino_[root_->st_ino] = root_;
+}
+
+InodeTable::~InodeTable() {
+  std::vector<std::shared_ptr<Inode>> pinned;
+  {
+    std::lock_guard lock(mutex_);
+    for (Inode* node : pinned_)
+      pinned.push_back(std::move(node->pin));
+    pinned_.clear();
+  }
+  // Released here, outside the mutex (destructors may run).
 }
 
 std::shared_ptr<Inode> InodeTable::Find(uint64_t st_ino) {
@@ -35,7 +48,10 @@ void InodeTable::Detach(const Inode& node) {
 uint64_t InodeTable::Ref(const std::shared_ptr<Inode>& node) {
   if (node == root_) return FUSE_ROOT_ID;
   std::lock_guard lock(mutex_);
-  if (node->nlookup++ == 0) node->pin = node;
+  if (node->nlookup++ == 0) {
+    node->pin = node;
+    pinned_.insert(node.get());
+  }
   return reinterpret_cast<uint64_t>(node.get());
 }
 
@@ -45,7 +61,10 @@ void InodeTable::Forget(uint64_t nodeid, uint64_t n) {
   std::lock_guard lock(mutex_);
   Inode* node = reinterpret_cast<Inode*>(nodeid);
   node->nlookup = n >= node->nlookup ? 0 : node->nlookup - n;
-  if (node->nlookup == 0) dropped = std::move(node->pin);
+  if (node->nlookup == 0) {
+    dropped = std::move(node->pin);
+    pinned_.erase(node);
+  }
 }
 
 Inode& InodeTable::Get(uint64_t nodeid) const {

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "fs/inode.h"
 
@@ -20,6 +21,10 @@ namespace strata::fs {
 class InodeTable {
  public:
   explicit InodeTable(std::shared_ptr<Inode> root);
+  // Drops the kernel's references (the session is gone).
+  ~InodeTable();
+  InodeTable(const InodeTable&) = delete;
+  InodeTable& operator=(const InodeTable&) = delete;
 
   const std::shared_ptr<Inode>& root() const { return root_; }
 
@@ -50,8 +55,9 @@ class InodeTable {
   std::shared_ptr<Inode> root_;
   mutable std::mutex mutex_;
   std::unordered_map<uint64_t, std::weak_ptr<Inode>>
-      by_ino_;              // GUARDED_BY(mutex_)
-  size_t sweep_at_ = 1024;  // GUARDED_BY(mutex_)
+      by_ino_;                         // GUARDED_BY(mutex_)
+  size_t sweep_at_ = 1024;             // GUARDED_BY(mutex_)
+  std::unordered_set<Inode*> pinned_;  // nlookup > 0; GUARDED_BY(mutex_)
 };
 
 }  // namespace strata::fs
