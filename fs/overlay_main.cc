@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/dir_lower.h"
+#include "fs/mount_options.h"
 #include "fs/session.h"
 #include "fs/union_fs.h"
 
@@ -39,80 +40,6 @@ struct OverlayArgs {
   UnionOptions opts;
 };
 
-// Splits an -o list on commas and a lowerdir on colons; "\," and "\:"
-// escape them, as in kernel overlayfs.
-std::vector<std::string> SplitEscaped(std::string_view s, char sep) {
-  std::vector<std::string> out(1);
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) {
-      out.back() += s[++i];
-    } else if (s[i] == sep) {
-      out.emplace_back();
-    } else {
-      out.back() += s[i];
-    }
-  }
-  return out;
-}
-
-std::string Absolute(const std::string& p) {
-  if (p.empty() || p[0] == '/') return p;
-  char cwd[4096];
-  if (::getcwd(cwd, sizeof cwd) == nullptr) return p;
-  return std::string(cwd) + "/" + p;
-}
-
-bool IsIgnored(std::string_view key) {
-  static const char* const kIgnored[] = {"rw",
-                                         "dev",
-                                         "nodev",
-                                         "suid",
-                                         "nosuid",
-                                         "exec",
-                                         "noexec",
-                                         "atime",
-                                         "noatime",
-                                         "relatime",
-                                         "norelatime",
-                                         "strictatime",
-                                         "lazytime",
-                                         "nolazytime",
-                                         "sync",
-                                         "async",
-                                         "dirsync",
-                                         "auto",
-                                         "noauto",
-                                         "user",
-                                         "nouser",
-                                         "users",
-                                         "_netdev",
-                                         "nofail",
-                                         "defaults",
-                                         "context",
-                                         "fscontext",
-                                         "defcontext",
-                                         "rootcontext",
-                                         "default_permissions",
-                                         "index",
-                                         "redirect_dir",
-                                         "metacopy",
-                                         "xino",
-                                         "userxattr",
-                                         "nfs_export",
-                                         "fast_ino",
-                                         "static_nlink",
-                                         "noacl",
-                                         "threaded",
-                                         "plugins",
-                                         "timeout",
-                                         "max_idle_threads",
-                                         "source",
-                                         "x-systemd.automount"};
-  for (const char* k : kIgnored)
-    if (key == k) return true;
-  return key.starts_with("x-");
-}
-
 // Returns an error line, or "" when the option was taken.
 std::string TakeOption(const std::string& opt, OverlayArgs& a) {
   size_t eq = opt.find('=');
@@ -121,32 +48,27 @@ std::string TakeOption(const std::string& opt, OverlayArgs& a) {
   if (key == "lowerdir") {
     a.lowers.clear();
     for (auto& l : SplitEscaped(val, ':'))
-      if (!l.empty()) a.lowers.push_back(Absolute(l));
+      if (!l.empty()) a.lowers.push_back(AbsolutePath(l));
   } else if (key == "upperdir") {
-    a.upper = Absolute(val);
+    a.upper = AbsolutePath(val);
   } else if (key == "workdir") {
-    a.work = Absolute(val);
-  } else if (key == "ro") {
-    a.mount.read_only = true;
+    a.work = AbsolutePath(val);
   } else if (key == "volatile" || (key == "fsync" && val == "0")) {
     a.opts.volatile_upper = true;
   } else if (key == "fsync") {
   } else if (key == "debug") {
     a.mount.debug = true;
-  } else if (key == "allow_other" || key == "allow_root" || key == "nosuid" ||
-             key == "suid" || key == "nodev" || key == "dev" ||
-             key == "noexec" || key == "exec" || key == "noatime" ||
-             key == "atime" || key == "nodiratime" || key == "diratime" ||
-             key == "sync" || key == "dirsync") {
-    // Mount flags: given to the kernel (after the root defaults, so that
-    // nosuid/nodev win over them).
-    a.mount.fuse_options.push_back(key);
   } else if (key == "uidmapping" || key == "gidmapping" ||
              key == "squash_to_root" || key == "squash_to_uid" ||
              key == "squash_to_gid") {
     return "option " + key +
            " is not supported (run in a user namespace instead)";
-  } else if (!IsIgnored(key)) {
+  } else if (ClassifyMountOption(key) == MountOptionKind::kKernelFlag) {
+    // Mount flags: given to the kernel (after the root defaults, so that
+    // nosuid/nodev win over them).
+    if (key == "ro") a.mount.read_only = true;
+    if (key != "ro" && key != "rw") a.mount.fuse_options.push_back(key);
+  } else if (ClassifyMountOption(key) == MountOptionKind::kOther) {
     spdlog::warn("unknown option {} ignored", key);
   }
   return "";
@@ -204,7 +126,7 @@ int Main(int argc, char** argv) {
     std::fputs("strata-overlay: upperdir needs workdir\n", stderr);
     return 2;
   }
-  a.mount.mountpoint = Absolute(positional.back());
+  a.mount.mountpoint = AbsolutePath(positional.back());
   a.mount.fsname = positional.size() == 2 ? positional[0] : "strata-overlay";
   a.mount.subtype = "strata-overlay";
   a.mount.program = "strata-overlay";

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "fs/mount_options.h"
 #include "fs/session.h"
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
@@ -22,6 +23,7 @@ namespace {
 struct MountArgs {
   std::string image, mountpoint, upper, work, options;
   bool foreground = false, debug = false, is_volatile = false;
+  bool read_only = false;
 };
 
 std::string Absolute(const std::string& p) {
@@ -31,7 +33,32 @@ std::string Absolute(const std::string& p) {
   return ec ? p : a.lexically_normal().string();
 }
 
-Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
+Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
+  fs::MountConfig mc;
+  for (const std::string& o : fs::SplitEscaped(a.options, ',')) {
+    size_t eq = o.find('=');
+    std::string key = o.substr(0, eq);
+    std::string val = eq == std::string::npos ? "" : o.substr(eq + 1);
+    // upper=/work= let `mount -t fuse.strata IMAGE MNT -o upper=U,work=W`
+    // (through mount.fuse3) say what --upper/--work say.
+    if (key == "root") {
+      global.root = val;  // the store, as --root
+    } else if (key == "upper") {
+      a.upper = val;
+    } else if (key == "work") {
+      a.work = val;
+    } else if (key == "volatile") {
+      a.is_volatile = true;
+    } else if (key == "ro") {
+      a.read_only = true;
+    } else if (fs::ClassifyMountOption(key) ==
+               fs::MountOptionKind::kKernelFlag) {
+      if (key != "rw") mc.fuse_options.push_back(key);
+    } else if (!key.empty() &&
+               fs::ClassifyMountOption(key) == fs::MountOptionKind::kOther) {
+      return Error(EINVAL, "mount", "unknown mount option " + key);
+    }
+  }
   // Check the image here, for a clear error before anything is mounted;
   // the daemon opens the store again after the fork (LMDB must not cross
   // one).
@@ -43,24 +70,12 @@ Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
     if (!info) return Error(ENOENT, "mount", "no image " + a.image);
     image = info->name;
   }
-  fs::MountConfig mc;
   mc.mountpoint = Absolute(a.mountpoint);
   mc.fsname = "strata:" + image;
   mc.subtype = "strata";
   mc.foreground = a.foreground || a.debug;
   mc.debug = a.debug;
-  mc.read_only = a.upper.empty();
-  for (std::string_view rest = a.options; !rest.empty();) {
-    size_t comma = rest.find(',');
-    std::string o(rest.substr(0, comma));
-    rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
-    if (o == "ro")
-      mc.read_only = true;
-    else if (o == "volatile")
-      continue;
-    else if (!o.empty())
-      mc.fuse_options.push_back(o);
-  }
+  mc.read_only = a.read_only || a.upper.empty();
   fs::UnionOptions uo;
   if (!mc.read_only) {
     uo.upper_dir = Absolute(a.upper);
@@ -68,8 +83,7 @@ Result<int> RunMountCommand(const GlobalOptions& global, const MountArgs& a) {
     std::error_code ec;
     std::filesystem::create_directories(uo.upper_dir, ec);
   }
-  uo.volatile_upper =
-      a.is_volatile || a.options.find("volatile") != std::string::npos;
+  uo.volatile_upper = a.is_volatile;
   uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
   std::string root = Absolute(global.root);  // the daemon runs in /
   // The daemon pins the view it serves so that gc keeps it even if the

@@ -5,6 +5,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <fmt/core.h>
 #include <spdlog/cfg/env.h>
@@ -80,8 +81,22 @@ int Run(int argc, char** argv) {
   AddExportCommands(app, ctx);
   AddLifecycleCommands(app, ctx);
   AddMountCommands(app, ctx);
+  // `mount -t fuse.strata IMAGE MNT -o upper=U,work=W` makes mount.fuse3 run
+  // "strata IMAGE MNT -o OPTIONS": that is `strata mount`.
+  std::vector<std::string> args(argv, argv + argc);
+  auto is_command = [&](const std::string& name) {
+    for (const CLI::App* sub : app.get_subcommands({}))
+      if (sub->check_name(name)) return true;
+    return false;
+  };
+  if (args.size() >= 3 && !args[1].starts_with("-") && !is_command(args[1])) {
+    args.insert(args.begin() + 1, "mount");
+  }
+  std::vector<char*> argp;
+  for (auto& a : args)
+    argp.push_back(a.data());
   try {
-    app.parse(argc, argv);
+    app.parse(static_cast<int>(argp.size()), argp.data());
   } catch (const CLI::ParseError& e) {
     // --help exits 0 through CLI11; a usage error is one line and exit 2,
     // which scripts can tell apart from a failed operation (exit 1).
