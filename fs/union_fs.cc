@@ -35,8 +35,10 @@ UnionFs::UnionFs(std::unique_ptr<LowerSource> lower, UnionOptions options)
 
 UnionFs::~UnionFs() {
   if (!read_only() && options_.volatile_upper) {
-    // A clean unmount: flush, then drop the marker.
-    if (sys::SyncFs(upper_root_.get()))
+    // A clean unmount: flush, then drop the marker. (syncfs needs a real
+    // fd, not the O_PATH one.)
+    auto fd = host::OpenAt(upper_root_.get(), ".", O_RDONLY | O_DIRECTORY);
+    if (fd && sys::SyncFs(fd->get()))
       ::unlink((options_.work_dir + "/" + kVolatileMarker).c_str());
   }
 }
