@@ -37,36 +37,8 @@ if ! grep -qw overlay /proc/filesystems; then
 fi
 setup_work
 
-# unmount_under DIR: kill the processes whose command line names DIR (FUSE daemons left
-# by a fsdiff.py that could not clean up, e.g. after SIGKILL: killing a daemon also aborts
-# its FUSE connection, so that no umount can block on it), then unmount whatever is still
-# mounted under DIR, deepest first. fsdiff.py cleans up on its own, even on SIGINT/SIGTERM.
-unmount_under() {
-  local dir=$1 mp pid args
-  [[ -n $dir ]] || return 0
-  for pid in /proc/[0-9]*; do
-    pid=${pid#/proc/}
-    args=$({ tr '\0' ' ' <"/proc/$pid/cmdline"; } 2>/dev/null) || continue
-    if [[ $args == *"$dir/"* && $pid != "$$" && $pid != "$BASHPID" ]]; then
-      kill -KILL "$pid" 2>/dev/null && note "killed a leftover process $pid: $args"
-    fi
-  done
-  # mountinfo field 5 is the mount point, with octal escapes
-  while read -r mp; do
-    mp=$(printf '%b' "$mp")
-    umount "$mp" 2>/dev/null || umount -l "$mp" || true
-    note "unmounted a leftover mount: $mp"
-  done < <(awk -v d="$dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
-  return 0
-}
-on_exit() {
-  local rc=$?
-  set +e
-  unmount_under "$WORK"
-  (exit "$rc")
-  cleanup # lib.sh: reads $? as the exit status
-}
-trap on_exit EXIT
+# fsdiff.py cleans up on its own, even on SIGINT/SIGTERM; what it could not (e.g. after a
+# SIGKILL) is undone on exit by cleanup (lib.sh: unmount_under).
 
 # fuse-overlayfs: seeds 5, 9, 19, 28, 30, 34 ... diverge beyond what --allow-known
 # tolerates (fsdiff.py KNOWN_RULES, KNOWN_AVOID); these six run clean with it.
@@ -83,6 +55,6 @@ printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" \
   "fsdiff: seeds $seeds x $ops ops against $subject"
 ((rc != 77)) || skip "fsdiff cannot run here (its message above)"
 ((rc == 0)) || fail "$subject diverges from kernel overlayfs (divergence and reproducer above)"
-[[ -z $(awk -v d="$WORK/" 'index($5, d) == 1' /proc/self/mountinfo) ]] ||
+[[ -z $(mounts_under "$WORK") ]] ||
   fail "fsdiff left mounts behind under $WORK"
 note PASS

@@ -181,20 +181,6 @@ make_lowers() {
 step "two lower layers (merged dirs, whiteout, opaque dir, hardlinks, symlinks, fifo, device)" make_lowers
 
 # --- mounting --------------------------------------------------------------------------------
-# pids_naming PATH: the processes with an argument containing PATH.
-pids_naming() {
-  local p a args
-  for p in /proc/[0-9]*; do
-    args=()
-    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
-    for a in "${args[@]}"; do
-      if [[ $a == *"$1"* ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    done
-  done
-}
 # strata_mount UPPER WORK: strata-overlay on $MNT.
 strata_mount() {
   local pids
@@ -219,47 +205,19 @@ kernel_mount() {
 }
 # do_umount: unmount $MNT; a FUSE daemon must exit within 10 s.
 do_umount() {
-  local pid i
+  local left
   umount "$MNT" || return 1
   if mountpoint -q "$MNT"; then
     echo "  $MNT is still mounted after umount"
     return 1
   fi
-  for pid in ${DAEMONS[$MNT]:-}; do
-    for ((i = 0; i < 100; i++)); do
-      [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || continue 2
-      sleep 0.1
-    done
-    echo "  the daemon of $MNT (pid $pid) still runs 10 s after umount"
+  # shellcheck disable=SC2086 # pids are numbers
+  left=$(wait_gone ${DAEMONS[$MNT]:-}) || {
+    echo "  the daemon of $MNT (pid ${left//$'\n'/, }) still runs 10 s after umount"
     return 1
-  done
+  }
   DAEMONS[$MNT]=''
 }
-# unmount_all: undo every mount under $STORES (a FUSE connection is aborted first so that
-# a hung daemon cannot block), then kill what still names $STORES.
-unmount_all() {
-  local dev mp pid
-  while read -r dev mp; do
-    mp=$(printf '%b' "$mp")
-    if [[ -w /sys/fs/fuse/connections/${dev#*:}/abort ]]; then
-      echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
-    fi
-    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
-  done < <(awk -v d="$STORES/" 'index($5, d) == 1 {print $3, $5}' /proc/self/mountinfo | sort -k2 -r)
-  for pid in $(pids_naming "$STORES/"); do
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] || kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-on_exit() {
-  local rc=$?
-  set +e
-  if [[ -n $STORES ]]; then unmount_all; fi
-  (exit "$rc")
-  cleanup
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # compare_snaps A B LA LB: the two recorded trees are the same.
 compare_snaps() {

@@ -41,64 +41,16 @@ echo old >"$L2/shadowed" && echo new >"$L1/shadowed"
 LOWERS="lowerdir=$L1:$L2"
 export L1 L2 U W MNT OVERLAY_BIN
 
-# pids_naming PATH: the processes with an argument containing PATH.
-pids_naming() {
-  local p a args
-  for p in /proc/[0-9]*; do
-    args=()
-    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
-    for a in "${args[@]}"; do
-      if [[ $a == *"$1"* ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    done
-  done
-}
-unmount_all() {
-  local dev mp pid
-  while read -r dev mp; do
-    mp=$(printf '%b' "$mp")
-    if [[ -w /sys/fs/fuse/connections/${dev#*:}/abort ]]; then
-      echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
-    fi
-    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
-  done < <(awk -v d="$STORES/" 'index($5, d) == 1 {print $3, $5}' /proc/self/mountinfo | sort -k2 -r)
-  for pid in $(pids_naming "$STORES/"); do
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] || kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-on_exit() {
-  local rc=$?
-  set +e
-  if [[ -n $STORES ]]; then unmount_all; fi
-  (exit "$rc")
-  cleanup
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # --- helpers shared with the script run in the private mount namespace -----------------------
 H=$T/helpers.sh
-cat >"$H" <<'EOF'
+{
+  declare -f pids_naming running wait_gone # from lib.sh
+  cat <<'EOF'
 RC=0
 bad() { printf '  %s\n' "$*"; RC=1; }
 want() { [[ $2 == "$3" ]] || bad "$1: expected '$2', seen '$3'"; }
 # mount_entry MNT: "SOURCE TYPE OPTIONS" of MNT in /proc/self/mounts
 mount_entry() { awk -v m="$1" '$2 == m {print $1, $3, $4}' /proc/self/mounts; }
-daemon_pids() {
-  local p a
-  for p in /proc/[0-9]*; do
-    while IFS= read -r -d '' a; do
-      if [[ $a == "$1" ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    # A process may exit while we look: its cmdline is then unreadable.
-    done 2>/dev/null <"$p/cmdline" || true
-  done
-}
 # union_ok MNT: the merged tree of L1:L2; a write lands in the upper $2
 union_ok() {
   want "ls" "bottom dir shadowed top" "$(ls "$1" | tr '\n' ' ' | sed 's/ $//')"
@@ -109,20 +61,18 @@ union_ok() {
 }
 # umount_ok MNT: umount; the mount and its daemon are gone (10 s)
 umount_ok() {
-  local pids pid i
-  pids=$(daemon_pids "$1")
+  local pids pid
+  pids=$(pids_naming -x "$1")
   [[ -n $pids ]] || bad "no daemon process names $1"
   umount "$1" || bad "umount $1 failed"
   ! mountpoint -q "$1" || bad "$1 is still mounted after umount"
-  for pid in $pids; do
-    for ((i = 0; i < 100; i++)); do
-      [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || continue 2
-      sleep 0.1
-    done
+  # shellcheck disable=SC2086 # pids are numbers
+  for pid in $(wait_gone $pids); do
     bad "the daemon (pid $pid) still runs 10 s after umount"
   done
 }
 EOF
+} >"$H"
 
 # --- mount(8) -------------------------------------------------------------------------------
 HB=$T/helper-bin

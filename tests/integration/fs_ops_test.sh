@@ -1217,20 +1217,6 @@ build_image() {
 step "build two layers (dirs, and a 2-layer OCI image imported into the store)" build_image
 
 # --- mounting ------------------------------------------------------------------------------
-# pids_naming PATH: the processes whose command line has an argument containing PATH.
-pids_naming() {
-  local p a args
-  for p in /proc/[0-9]*; do
-    args=()
-    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
-    for a in "${args[@]}"; do
-      if [[ $a == *"$1"* ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    done
-  done
-}
 # fs_mount SUBJECT MNT [UPPER WORK]: mount (read-only without UPPER); prints why on failure.
 fs_mount() {
   local subject=$1 mnt=$2 up=${3:-} wk=${4:-} opts pids
@@ -1262,7 +1248,7 @@ fs_mount() {
 }
 # fs_umount SUBJECT MNT: unmount; the FUSE daemon must exit (within 10 s).
 fs_umount() {
-  local subject=$1 mnt=$2 pid i
+  local subject=$1 mnt=$2 left
   case $subject in
     stored) "$STRATA_BIN" umount "$mnt" ;;
     *) umount "$mnt" ;;
@@ -1271,41 +1257,13 @@ fs_umount() {
     echo "  $mnt is still mounted after unmounting"
     return 1
   fi
-  for pid in ${DAEMONS[$mnt]:-}; do
-    for ((i = 0; i < 100; i++)); do
-      [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || continue 2
-      sleep 0.1
-    done
-    echo "  the daemon of $mnt (pid $pid) still runs 10 s after unmounting"
+  # shellcheck disable=SC2086 # pids are numbers
+  left=$(wait_gone ${DAEMONS[$mnt]:-}) || {
+    echo "  the daemon of $mnt (pid ${left//$'\n'/, }) still runs 10 s after unmounting"
     return 1
-  done
+  }
   DAEMONS[$mnt]=''
 }
-# unmount_all: undo every mount under $STORES (deepest first; a FUSE connection is aborted
-# first so that a hung daemon cannot block), then kill what still names $STORES.
-unmount_all() {
-  local dev mp pid
-  while read -r dev mp; do
-    mp=$(printf '%b' "$mp")
-    if [[ -w /sys/fs/fuse/connections/${dev#*:}/abort ]]; then
-      echo 1 >"/sys/fs/fuse/connections/${dev#*:}/abort" 2>/dev/null || true
-    fi
-    umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
-  done < <(awk -v d="$STORES/" 'index($5, d) == 1 {print $3, $5}' /proc/self/mountinfo | sort -k2 -r)
-  for pid in $(pids_naming "$STORES/"); do
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] || kill -KILL "$pid" 2>/dev/null || true
-  done
-}
-on_exit() {
-  local rc=$?
-  set +e
-  if [[ -n $STORES ]]; then unmount_all; fi
-  (exit "$rc")
-  cleanup
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # --- shell-side families ---------------------------------------------------------------------
 # mount_error WANT CMD...: CMD must exit 1 with one line on stderr naming WANT.

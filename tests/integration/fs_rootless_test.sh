@@ -68,51 +68,11 @@ if ((EUID == 0)); then chown "$RUID:$RGID" "$D"; fi
 L1=$D/L1 L2=$D/L2
 export D L1 L2 OVERLAY_BIN STRATA_BIN
 
-# --- cleanup: unmount what is left under $STORES, kill what names it --------------------------
-pids_naming() {
-  local p a args
-  for p in /proc/[0-9]*; do
-    args=()
-    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
-    for a in "${args[@]}"; do
-      if [[ $a == *"$1"* ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    done
-  done
-}
-unmount_all() {
-  local mp pid
-  # Daemons first: killing one aborts its connection (also for mounts in user
-  # namespaces, which go away with their last process).
-  for pid in $(pids_naming "$STORES/"); do
-    [[ $pid == "$$" || $pid == "$BASHPID" ]] || kill -KILL "$pid" 2>/dev/null || true
-  done
-  while read -r mp; do
-    mp=$(printf '%b' "$mp")
-    if ((EUID == 0)); then
-      umount "$mp" 2>/dev/null || umount -l "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
-    else
-      fusermount3 -u -z "$mp" 2>/dev/null || echo "could not unmount $mp" >&2
-    fi
-  done < <(awk -v d="$STORES/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r)
-}
-on_exit() {
-  local rc=$?
-  set +e
-  if [[ -n $STORES ]]; then unmount_all; fi
-  (exit "$rc")
-  cleanup
-}
-trap on_exit EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 # --- the user's side: one function per check, run as `user bash $US FUNCTION ARGS` ------------
 # (a FUSE mount made by the user is not reachable by other users, root included)
 US=$D/user_side.sh
-cat >"$US" <<'EOF'
+{
+  cat <<'EOF'
 # user_side.sh FUNCTION [ARGS]: runs FUNCTION as the unprivileged user (or as root of a
 # user namespace) and exits 1 if it reported a problem.
 RC=0
@@ -139,30 +99,9 @@ expect_whiteout() {
   [[ $f != none ]] || bad "$1/$2: expected a whiteout, seen: $(ls -la "$1" | tr '\n' ' ')"
   [[ $f != wh ]] || echo "  note: the kernel refused a 0/0 device; $1/.wh.$2 written instead"
 }
-# daemon_pids MNT: the processes with an argument equal to MNT
-daemon_pids() {
-  local p a
-  for p in /proc/[0-9]*; do
-    while IFS= read -r -d '' a; do
-      if [[ $a == "$1" ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    # A process may exit while we look: its cmdline is then unreadable.
-    done 2>/dev/null <"$p/cmdline" || true
-  done
-}
-# wait_gone PIDS...: each exits within 10 s
-wait_gone() {
-  local pid i
-  for pid; do
-    for ((i = 0; i < 100; i++)); do
-      [[ -e /proc/$pid && $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]] || continue 2
-      sleep 0.1
-    done
-    bad "the daemon (pid $pid) still runs 10 s after unmounting"
-  done
-}
+EOF
+  declare -f pids_naming running wait_gone # from lib.sh
+  cat <<'EOF'
 # fstype MNT: "TYPE OPTIONS" of MNT in /proc/self/mounts
 fstype() { awk -v m="$1" '$2 == m {print $3, $4}' /proc/self/mounts; }
 # overlay_mount MNT UP WK: strata-overlay over L1:L2
@@ -178,13 +117,15 @@ overlay_mount() {
 }
 # overlay_umount MNT CMD...: unmount with CMD; the daemon exits
 overlay_umount() {
-  local mnt=$1 pids
+  local mnt=$1 pids pid
   shift
-  pids=$(daemon_pids "$mnt")
+  pids=$(pids_naming -x "$mnt")
   "$@" "$mnt" || bad "$* $mnt failed"
   ! mountpoint -q "$mnt" || bad "$mnt is still mounted after $*"
-  # shellcheck disable=SC2086 # pids
-  wait_gone $pids
+  # shellcheck disable=SC2086 # pids are numbers
+  for pid in $(wait_gone $pids); do
+    bad "the daemon (pid $pid) still runs 10 s after unmounting"
+  done
 }
 
 make_lowers() {
@@ -397,6 +338,7 @@ e_host_view() {
 "$@"
 exit $RC
 EOF
+} >"$US"
 chmod 0644 "$US"
 A_MNT=$D/a_mnt A_UP=$D/a_up A_WK=$D/a_work B_MNT=$D/b_mnt B_UP=$D/b_up B_WK=$D/b_work
 C_MNT=$D/c_mnt C_UP=$D/c_up C_WK=$D/c_work D_MNT=$D/d_mnt D_UP=$D/d_up D_WK=$D/d_work

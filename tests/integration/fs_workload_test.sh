@@ -95,57 +95,6 @@ fs_umount() {
     kernel) umount "$MNT" ;;
   esac
 }
-# find_daemons: pids of the processes whose command line names $UPPER (the FUSE daemon).
-find_daemons() {
-  local p a args
-  for p in /proc/[0-9]*; do
-    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
-    for a in "${args[@]}"; do
-      if [[ $a == *"$UPPER"* ]]; then
-        echo "${p#/proc/}"
-        break
-      fi
-    done
-  done
-}
-# running PID: PID is a live process (not gone, not a zombie).
-running() {
-  local s
-  s=$(<"/proc/$1/stat") 2>/dev/null || return 1
-  s=${s##*) }
-  [[ ${s%% *} != Z ]]
-}
-# mounts_under DIR: the mount points at or under DIR, innermost (latest) first.
-mounts_under() {
-  local target
-  awk '{print $5}' /proc/self/mountinfo | tac | while read -r target; do
-    if [[ $target == "$1" || $target == "$1"/* ]]; then echo "$target"; fi
-  done
-}
-# unmount_all: undo every mount at or under $MNT, innermost first; umount -l last resort.
-unmount_all() {
-  local target
-  for target in $(mounts_under "$MNT"); do
-    if [[ $target == "$MNT" ]]; then
-      fs_umount >/dev/null 2>&1 || umount "$target" 2>/dev/null || umount -l "$target" ||
-        echo "could not unmount $target" >&2
-    else
-      umount "$target" 2>/dev/null || umount -l "$target" || echo "could not unmount $target" >&2
-    fi
-  done
-}
-fs_cleanup() {
-  local rc=$?
-  set +e
-  if [[ -n ${MNT:-} ]]; then unmount_all; fi
-  BG_PIDS+=("${DAEMONS[@]}") # cleanup kills what is still running
-  (exit "$rc")
-  cleanup
-}
-trap fs_cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
 bind_system() {
   mount -t proc proc "$MNT/proc"
   mount --bind /dev "$MNT/dev"
@@ -160,7 +109,7 @@ unbind_system() {
 # up: mount, note the daemon, bind the system directories in.
 up() {
   step "mount ($SUBJECT)" fs_mount
-  mapfile -t DAEMONS < <(find_daemons)
+  mapfile -t DAEMONS < <(pids_naming "$UPPER") # the FUSE daemon names its upper
   step "bind /proc, /dev, /sys into the mount" bind_system
 }
 # down: unbind, unmount; the FUSE daemon must exit and nothing be left mounted.
@@ -171,20 +120,16 @@ down() {
   DAEMONS=()
 }
 unmounted() {
-  local left pid i
+  local left
   left=$(mounts_under "$MNT")
   if [[ -n $left ]]; then
     printf '  expected no mount under %s, saw: %s\n' "$MNT" "$(tr '\n' ' ' <<<"$left")"
     return 1
   fi
-  for pid in "${DAEMONS[@]}"; do
-    for ((i = 0; i < 100; i++)); do
-      running "$pid" || continue 2
-      sleep 0.1
-    done
-    printf '  expected the daemon (pid %s) to exit, still running 10 s after unmount\n' "$pid"
+  left=$(wait_gone "${DAEMONS[@]}") || {
+    printf '  expected the daemon (pid %s) to exit, still running 10 s after unmount\n' "${left//$'\n'/, }"
     return 1
-  done
+  }
 }
 
 # --- helpers for the checks -------------------------------------------------------------

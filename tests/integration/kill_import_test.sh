@@ -57,12 +57,6 @@ tar_pos() {
   done
 }
 
-# running PID: PID has not exited (a zombie has).
-running() {
-  local state
-  { read -r _ _ state _ <"/proc/$1/stat"; } 2>/dev/null && [[ $state != Z ]]
-}
-
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 
 # wait_point POINT PID FILE: return at POINT (see above) or when PID has exited.

@@ -39,8 +39,10 @@ need_strata() {
   [[ -x $STRATA_BIN ]] || fail "STRATA_BIN=$STRATA_BIN is not an executable (build strata first)"
 }
 
-# setup_work: private directories, removed on exit with any background process still
-# registered in BG_PIDS (STRATA_KEEP_WORK=1 keeps them; their paths are printed):
+# setup_work: private directories, removed on exit (also on SIGINT/SIGTERM) with any
+# background process still registered in BG_PIDS, any process naming them and any mount
+# under them (see unmount_under; STRATA_KEEP_WORK=1 keeps the directories, printing their
+# paths):
 #   $STORES  on disk (${TMPDIR:-/tmp}): strata stores go here, as on a real machine;
 #   $WORK    for everything else (reference trees, extractions, exports): on a tmpfs
 #            when one with room and with user/trusted xattrs and ACLs is at hand
@@ -49,6 +51,8 @@ need_strata() {
 setup_work() {
   STORES=$(mktemp -d "${TMPDIR:-/tmp}/strata-$TEST_NAME.XXXXXX")
   trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   local base
   for base in ${STRATA_TEST_SCRATCH:-} /dev/shm; do
     if scratch_ok "$base"; then
@@ -72,13 +76,16 @@ scratch_ok() {
   rm -f "$probe"
   ((ok))
 }
+# cleanup: setup_work's EXIT trap (the exit status is kept).
 cleanup() {
   local rc=$? pid dir
+  set +e # undo all that can be undone
   for pid in "${BG_PIDS[@]}"; do
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -KILL "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
+    kill -KILL "$pid" 2>/dev/null
+  done
+  unmount_under "$WORK" "$STORES"
+  for pid in "${BG_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null
   done
   for dir in "$WORK" "$STORES"; do
     if [[ -n $dir && -d $dir ]]; then
@@ -90,6 +97,137 @@ cleanup() {
     fi
   done
   exit "$rc"
+}
+
+# pids_naming [-x] TEXT...: the pids of the processes (other than this shell) with a
+# command-line argument that contains a TEXT (-x: that equals it), one a line. A process
+# that exits during the scan is passed over; an empty TEXT names none.
+pids_naming() {
+  local exact=0 p a t
+  local -a args texts=()
+  if [[ ${1-} == -x ]]; then
+    exact=1
+    shift
+  fi
+  for t; do
+    if [[ -n $t ]]; then texts+=("$t"); fi
+  done
+  ((${#texts[@]})) || return 0
+  for p in /proc/[0-9]*; do
+    [[ ${p#/proc/} != "$$" && ${p#/proc/} != "$BASHPID" ]] || continue
+    # A process may exit while we look: its cmdline is then unreadable, or empty.
+    mapfile -d '' args 2>/dev/null <"$p/cmdline" || continue
+    for a in "${args[@]}"; do
+      for t in "${texts[@]}"; do
+        if [[ $exact == 1 && $a == "$t" || $exact == 0 && $a == *"$t"* ]]; then
+          echo "${p#/proc/}"
+          continue 3
+        fi
+      done
+    done
+  done
+  return 0
+}
+
+# running PID: PID is a live process (not gone, not a zombie).
+running() {
+  local stat
+  { read -r stat <"/proc/$1/stat"; } 2>/dev/null || return 1
+  stat=${stat##*) } # after the command name, which may hold spaces and parentheses
+  [[ ${stat%% *} != [ZX] ]]
+}
+
+# wait_gone PID...: wait up to 10 s for every PID to exit (a zombie has); print the ones
+# still running then, one a line, and return 1 if there are any.
+wait_gone() {
+  local pid i
+  local -a left=("$@")
+  for ((i = 0; i < 100; i++)); do
+    set -- "${left[@]}"
+    left=()
+    for pid; do
+      if running "$pid"; then left+=("$pid"); fi
+    done
+    ((${#left[@]})) || return 0
+    sleep 0.1
+  done
+  printf '%s\n' "${left[@]}"
+  return 1
+}
+
+# mounts_under DIR...: the mount points at or under each DIR, deepest first, one a line.
+mounts_under() {
+  local mp
+  while read -r _ _ mp; do printf '%s\n' "$mp"; done < <(mount_table_under "$@")
+}
+# mount_table_under DIR...: "MAJOR:MINOR FSTYPE MOUNTPOINT" for each mount at or under a
+# DIR (from /proc/self/mountinfo, octal escapes decoded), deepest first. A DIR that is
+# not an absolute path below the root is passed over.
+mount_table_under() {
+  local line dev mp dir rest
+  local -a dirs=()
+  for dir; do
+    dir=${dir%/}
+    if [[ $dir == /?* ]]; then dirs+=("$dir"); fi
+  done
+  ((${#dirs[@]})) || return 0
+  while IFS= read -r line; do
+    read -r _ _ dev _ mp _ <<<"$line"
+    printf -v mp '%b' "$mp"
+    rest=${line#* - } # after the optional fields: FSTYPE SOURCE OPTIONS
+    for dir in "${dirs[@]}"; do
+      if [[ $mp == "$dir" || $mp == "$dir"/* ]]; then
+        printf '%s %s %s\n' "$dev" "${rest%% *}" "$mp"
+        break
+      fi
+    done
+  done </proc/self/mountinfo | LC_ALL=C sort -r -k3
+}
+
+# unmount_under DIR...: undo what a test left in its private directories DIR (absolute,
+# two levels deep at least): abort the FUSE connections mounted under them (a hung daemon
+# then blocks nothing), kill the processes naming a DIR/ (leftover daemons and their
+# users) and wait for them (10 s), then unmount every mount under them deepest first
+# (umount, else umount -l; as non-root fusermount3 -u -z). Notes each process killed and
+# mount undone, says on stderr which mount it could not undo; never fails.
+unmount_under() {
+  local dir dev type mp pid args
+  local -a dirs=() names=() mounts=() killed_pids=()
+  for dir; do
+    dir=${dir%/}
+    if [[ $dir == /?*/?* ]]; then
+      dirs+=("$dir")
+      names+=("$dir/")
+    fi
+  done
+  ((${#dirs[@]})) || return 0
+  mapfile -t mounts < <(mount_table_under "${dirs[@]}")
+  for mp in "${mounts[@]}"; do
+    read -r dev type _ <<<"$mp"
+    if [[ $type == fuse* && -w /sys/fs/fuse/connections/${dev#*:}/abort ]]; then
+      echo 1 2>/dev/null >"/sys/fs/fuse/connections/${dev#*:}/abort" || true
+    fi
+  done
+  for pid in $(pids_naming "${names[@]}"); do
+    { args=$(tr '\0' ' ' <"/proc/$pid/cmdline"); } 2>/dev/null || args='?'
+    disown "$pid" 2>/dev/null || true # a job of this shell: no "Killed" message
+    if kill -KILL "$pid" 2>/dev/null; then
+      killed_pids+=("$pid")
+      note "killed a leftover process $pid: $args"
+    fi
+  done
+  wait_gone "${killed_pids[@]}" >/dev/null || true
+  for mp in "${mounts[@]}"; do
+    read -r _ _ mp <<<"$mp"
+    if ((EUID == 0)) && { umount "$mp" || umount -l "$mp"; } 2>/dev/null; then
+      note "unmounted a leftover mount: $mp"
+    elif ((EUID != 0)) && fusermount3 -u -z "$mp" 2>/dev/null; then
+      note "unmounted a leftover mount: $mp"
+    else
+      echo "could not unmount $mp" >&2
+    fi
+  done
+  return 0
 }
 
 # fixture SCRIPT [ARGS...]: run tests/fixtures/SCRIPT and print what it prints; a fixture
