@@ -145,6 +145,31 @@ check "... the union, fuse.strata-overlay in /proc/mounts" fstab_union
 check "... nosuid,nodev,noexec,noatime reach the mount (as with kernel overlayfs)" fstab_flags
 check "... umount; the daemon exits" umount_mnt
 
+# --- `mount -t fuse.strata IMAGE MNT -o root=,upper=,work=`: mount.fuse3 runs "strata IMAGE MNT
+# -o OPTS" (strata takes an unknown first word as `strata mount`) ------------------------------
+strata_image_mount() {
+  local store=$T/store img=$T/imgsrc out type opts
+  mkdir -p "$img/etc" && echo from-image >"$img/etc/hello"
+  "$STRATA_BIN" --root "$store" import dir "$img" --name helper:latest >/dev/null
+  out=$("$MOUNT_FUSE" helper:latest "$MNT" -t fuse.strata \
+    -o "root=$store,upper=$T/sup,work=$T/swk,nosuid,nodev" 2>&1) || {
+    echo "  mount.fuse3 helper:latest $MNT -t fuse.strata -o ... failed: $out"
+    return 1
+  }
+  read -r _ type opts < <(mount_entry "$MNT")
+  [[ $type == fuse.strata && ,$opts, == *,nosuid,* && ,$opts, == *,nodev,* ]] || {
+    echo "  want type fuse.strata with nosuid,nodev; seen $type $opts"
+    umount "$MNT"
+    return 1
+  }
+  [[ $(cat "$MNT/etc/hello") == from-image ]] || { echo "  image content not seen"; umount "$MNT"; return 1; }
+  echo changed >"$MNT/etc/hello"
+  [[ -f $T/sup/etc/hello ]] || { echo "  the write did not land in the upper"; umount "$MNT"; return 1; }
+  umount "$MNT"
+}
+check "mount.fuse3 IMAGE MNT -t fuse.strata -o root=,upper=,work=,nosuid,nodev: the image, writable" \
+  strata_image_mount
+
 # --- the command line ---------------------------------------------------------------------------
 # run_cli ARGS...: runs strata-overlay ARGS; sets CLI_RC, CLI_OUT, CLI_ERR.
 run_cli() {
