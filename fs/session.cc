@@ -52,6 +52,46 @@ void Report(int fd, const std::string& msg) {
   ::close(fd);
 }
 
+// A FUSE session for `ctx.fs`, mounted at c.mountpoint.
+Result<fuse_session*> MountSession(const MountConfig& c, DaemonContext& ctx,
+                                   bool signal_handlers) {
+  std::string opts = JoinOptions(c, &ctx.posix_acl);
+  std::vector<std::string> argv_s = {"strata", "-o", opts};
+  if (c.debug) argv_s.push_back("-d");
+  std::vector<char*> argv;
+  for (auto& a : argv_s)
+    argv.push_back(a.data());
+  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+  fuse_session* se =
+      fuse_session_new(&args, &UnionOps(), sizeof(fuse_lowlevel_ops), &ctx);
+  if (se == nullptr)
+    return Error(EINVAL, "mount", c.mountpoint + ": bad FUSE options: " + opts);
+  ctx.fs->set_attr_invalidator([se](uint64_t nodeid) {
+    fuse_lowlevel_notify_inval_inode(se, nodeid, -1, 0);  // attributes only
+  });
+  if ((signal_handlers && fuse_set_signal_handlers(se) != 0) ||
+      fuse_session_mount(se, c.mountpoint.c_str()) != 0) {
+    fuse_session_destroy(se);
+    return Error(EIO, "mount",
+                 c.mountpoint +
+                     ": FUSE mount failed (is /dev/fuse usable and the "
+                     "mountpoint an existing directory?)");
+  }
+  return se;
+}
+
+int ServeLoop(fuse_session* se, unsigned max_threads) {
+  fuse_loop_config* loop = fuse_loop_cfg_create();
+  unsigned threads = max_threads;
+  if (threads == 0)
+    threads = std::max(4u, 2 * std::thread::hardware_concurrency());
+  fuse_loop_cfg_set_max_threads(loop, threads);
+  fuse_loop_cfg_set_clone_fd(loop, 1);
+  int rc = fuse_session_loop_mt(se, loop);
+  fuse_loop_cfg_destroy(loop);
+  return rc;
+}
+
 int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
   ::umask(0);
   RaiseFdLimit();
@@ -66,28 +106,9 @@ int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
   DaemonContext ctx;
   ctx.fs = fs->get();
   ctx.timeout = c.timeout;
-  std::string opts = JoinOptions(c, &ctx.posix_acl);
-  std::vector<std::string> argv_s = {"strata", "-o", opts};
-  if (c.debug) argv_s.push_back("-d");
-  std::vector<char*> argv;
-  for (auto& a : argv_s)
-    argv.push_back(a.data());
-  fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-  fuse_session* se =
-      fuse_session_new(&args, &UnionOps(), sizeof(fuse_lowlevel_ops), &ctx);
-  if (se == nullptr) {
-    Report(ready_fd, "mount " + c.mountpoint + ": bad FUSE options: " + opts);
-    return 1;
-  }
-  ctx.fs->set_attr_invalidator([se](uint64_t nodeid) {
-    fuse_lowlevel_notify_inval_inode(se, nodeid, -1, 0);  // attributes only
-  });
-  if (fuse_set_signal_handlers(se) != 0 ||
-      fuse_session_mount(se, c.mountpoint.c_str()) != 0) {
-    fuse_session_destroy(se);
-    Report(ready_fd, "mount " + c.mountpoint +
-                         ": FUSE mount failed (is /dev/fuse usable and the "
-                         "mountpoint an existing directory?)");
+  auto se = MountSession(c, ctx, true);
+  if (!se) {
+    Report(ready_fd, se.error().ToString());
     return 1;
   }
   if (ready_fd >= 0) {
@@ -101,17 +122,10 @@ int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
     }
   }
   Report(ready_fd, "");
-  fuse_loop_config* loop = fuse_loop_cfg_create();
-  unsigned threads = c.max_threads;
-  if (threads == 0)
-    threads = std::max(4u, 2 * std::thread::hardware_concurrency());
-  fuse_loop_cfg_set_max_threads(loop, threads);
-  fuse_loop_cfg_set_clone_fd(loop, 1);
-  int rc = fuse_session_loop_mt(se, loop);
-  fuse_loop_cfg_destroy(loop);
-  fuse_session_unmount(se);
-  fuse_remove_signal_handlers(se);
-  fuse_session_destroy(se);
+  int rc = ServeLoop(*se, c.max_threads);
+  fuse_session_unmount(*se);
+  fuse_remove_signal_handlers(*se);
+  fuse_session_destroy(*se);
   fs->reset();
   return rc == 0 ? 0 : 1;
 }
@@ -179,6 +193,44 @@ int RunMount(const MountConfig& c, const FsFactory& make_fs) {
   ::waitpid(pid, &status, 0);
   std::fprintf(stderr, "%s: %s\n", c.program.c_str(), msg.c_str());
   return 1;
+}
+
+struct BackgroundMount::State {
+  std::unique_ptr<UnionFs> fs;
+  DaemonContext ctx;
+  fuse_session* se = nullptr;
+  std::thread loop;
+  unsigned max_threads = 0;
+};
+
+Result<std::unique_ptr<BackgroundMount>> BackgroundMount::Mount(
+    const MountConfig& c, std::unique_ptr<UnionFs> fs) {
+  auto m = std::unique_ptr<BackgroundMount>(new BackgroundMount());
+  m->state_ = std::make_unique<State>();
+  State& st = *m->state_;
+  st.fs = std::move(fs);
+  st.ctx.fs = st.fs.get();
+  st.ctx.timeout = c.timeout;
+  st.max_threads = c.max_threads;
+  fuse_set_log_func(FuseLog);
+  STRATA_ASSIGN_OR_RETURN(st.se, MountSession(c, st.ctx, false));
+  return m;
+}
+
+void BackgroundMount::Start() {
+  State& st = *state_;
+  st.loop = std::thread([&st] { ServeLoop(st.se, st.max_threads); });
+}
+
+BackgroundMount::~BackgroundMount() {
+  if (!state_ || state_->se == nullptr) return;
+  State& st = *state_;
+  // Unmounting ends the loop (its reads of /dev/fuse fail with ENODEV).
+  fuse_session_exit(st.se);
+  fuse_session_unmount(st.se);
+  if (st.loop.joinable()) st.loop.join();
+  fuse_session_destroy(st.se);
+  st.fs.reset();
 }
 
 Status Unmount(const std::string& mountpoint, bool lazy) {

@@ -42,6 +42,24 @@ using FsFactory = std::function<Result<std::unique_ptr<UnionFs>>()>;
 // ready or has failed.
 int RunMount(const MountConfig& config, const FsFactory& make_fs);
 
+// A filesystem mounted and served by threads of the calling process: the
+// launcher's daemon, which lives in the container's user and mount
+// namespaces. Mount() mounts (nothing is served yet, so the caller may still
+// fork a single-threaded child); Start() serves; the destructor unmounts and
+// stops.
+class BackgroundMount {
+ public:
+  static Result<std::unique_ptr<BackgroundMount>> Mount(
+      const MountConfig& config, std::unique_ptr<UnionFs> fs);
+  void Start();
+  ~BackgroundMount();
+
+ private:
+  BackgroundMount() = default;
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 // Unmounts `mountpoint` (umount2 as root, else fusermount3 -u).
 Status Unmount(const std::string& mountpoint, bool lazy);
 
