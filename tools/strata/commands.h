@@ -49,5 +49,6 @@ void AddImageCommands(CLI::App& app, Context& ctx);      // cmd_images.cc
 void AddExportCommands(CLI::App& app, Context& ctx);     // cmd_export.cc
 void AddLifecycleCommands(CLI::App& app, Context& ctx);  // cmd_lifecycle.cc
 void AddMountCommands(CLI::App& app, Context& ctx);      // cmd_mount.cc
+void AddRunCommands(CLI::App& app, Context& ctx);        // cmd_run.cc
 
 }  // namespace strata::cli

@@ -1,0 +1,115 @@
+#include "tools/launcher/id_map.h"
+
+#include <fcntl.h>
+#include <pwd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "layerdb/base/sys.h"
+
+namespace strata::launcher {
+
+namespace {
+
+bool ParseU64(std::string_view s, uint64_t& v) {
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+}
+
+std::string UserName(uid_t uid) {
+  struct passwd pw {};
+  struct passwd* out = nullptr;
+  std::vector<char> buf(4096);
+  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &out) == 0 &&
+      out != nullptr)
+    return out->pw_name;
+  return std::to_string(uid);
+}
+
+Status RunHelper(const std::vector<std::string>& argv) {
+  pid_t pid = ::fork();
+  if (pid < 0) return Error::FromErrno("fork", argv[0].c_str());
+  if (pid == 0) {
+    std::vector<char*> a;
+    for (const auto& s : argv)
+      a.push_back(const_cast<char*>(s.c_str()));
+    a.push_back(nullptr);
+    ::execvp(a[0], a.data());
+    _exit(127);
+  }
+  int status = 0;
+  if (::waitpid(pid, &status, 0) < 0)
+    return Error::FromErrno("waitpid", argv[0].c_str());
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return Error(EPERM, "id map",
+                 argv[0] + " " + "failed (exit " +
+                     std::to_string(WEXITSTATUS(status)) +
+                     "); check /etc/subuid and /etc/subgid, or that uidmap is "
+                     "installed");
+  return Ok();
+}
+
+Status WriteProc(pid_t pid, const char* file, const std::string& text) {
+  std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return Error::FromErrno("open", path);
+  ssize_t n = ::write(fd, text.data(), text.size());
+  int err = errno;
+  ::close(fd);
+  if (n != static_cast<ssize_t>(text.size())) return Error(err, "write", path);
+  return Ok();
+}
+
+}  // namespace
+
+std::optional<SubRange> FindSubRange(const std::string& file_text,
+                                     const std::string& name, uid_t id) {
+  std::istringstream in(file_text);
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t a = line.find(':'), b = line.find(':', a + 1);
+    if (a == std::string::npos || b == std::string::npos) continue;
+    std::string who = line.substr(0, a);
+    if (who != name && who != std::to_string(id)) continue;
+    SubRange r;
+    if (ParseU64(line.substr(a + 1, b - a - 1), r.start) &&
+        ParseU64(line.substr(b + 1), r.count) && r.count > 0)
+      return r;
+  }
+  return std::nullopt;
+}
+
+Result<bool> WriteIdMaps(pid_t pid) {
+  uid_t uid = ::getuid();
+  gid_t gid = ::getgid();
+  std::string name = UserName(uid);
+  auto subuid = sys::ReadFile("/etc/subuid");
+  auto subgid = sys::ReadFile("/etc/subgid");
+  std::optional<SubRange> ru, rg;
+  if (subuid) ru = FindSubRange(*subuid, name, uid);
+  if (subgid) rg = FindSubRange(*subgid, name, uid);
+  if (ru && rg && ::access("/usr/bin/newuidmap", X_OK) == 0 &&
+      ::access("/usr/bin/newgidmap", X_OK) == 0) {
+    std::string p = std::to_string(pid);
+    auto u = RunHelper({"newuidmap", p, "0", std::to_string(uid), "1", "1",
+                        std::to_string(ru->start), std::to_string(ru->count)});
+    auto g = RunHelper({"newgidmap", p, "0", std::to_string(gid), "1", "1",
+                        std::to_string(rg->start), std::to_string(rg->count)});
+    if (u && g) return true;
+  }
+  // One id: ours as root. setgroups must be denied before an unprivileged
+  // process may write gid_map.
+  STRATA_RETURN_IF_ERROR(WriteProc(pid, "setgroups", "deny"));
+  STRATA_RETURN_IF_ERROR(
+      WriteProc(pid, "uid_map", "0 " + std::to_string(uid) + " 1\n"));
+  STRATA_RETURN_IF_ERROR(
+      WriteProc(pid, "gid_map", "0 " + std::to_string(gid) + " 1\n"));
+  return false;
+}
+
+}  // namespace strata::launcher

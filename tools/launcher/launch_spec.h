@@ -1,0 +1,41 @@
+#pragma once
+
+// What `strata run` starts (design §3, "The launcher"): everything decided
+// before the first fork, so that the namespace stages only carry it out.
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace strata::launcher {
+
+struct Volume {
+  std::string host;
+  std::string container;
+  bool read_only = false;
+};
+
+struct LaunchSpec {
+  // The image and where its container lives.
+  std::string store_root;
+  std::string image;  // normalized name
+  uint64_t view = 0;
+  std::string container_dir;  // <store>/containers/<id>
+  std::string container_id;
+
+  // The process (image config merged with the flags).
+  std::vector<std::string> argv;
+  std::vector<std::string> env;
+  std::string cwd = "/";
+  std::string user;  // "" (root), or USER[:GROUP] as names or numbers
+
+  // The sandbox.
+  std::string hostname;
+  bool net_none = false;
+  bool read_only = false;
+  std::vector<Volume> volumes;
+  std::vector<std::string> tmpfs;
+};
+
+}  // namespace strata::launcher

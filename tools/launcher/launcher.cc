@@ -1,0 +1,306 @@
+#include "tools/launcher/launcher.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include "fs/session.h"
+#include "fs/stored_lower.h"
+#include "fs/union_fs.h"
+#include "layerdb/base/sys.h"
+#include "layerdb/lifecycle.h"
+#include "tools/launcher/container_user.h"
+#include "tools/launcher/id_map.h"
+#include "tools/launcher/rootfs_setup.h"
+
+namespace strata::launcher {
+
+namespace {
+
+constexpr int kSetupFailed = 125;  // docker's status for "could not start"
+
+// Signals passed on from each stage to the next, down to the command.
+constexpr int kForwarded[] = {SIGINT,  SIGTERM, SIGHUP,   SIGQUIT,
+                              SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+volatile sig_atomic_t g_forward_to = 0;
+
+void Forward(int sig) {
+  if (g_forward_to > 0) ::kill(g_forward_to, sig);
+}
+
+void ForwardSignalsTo(pid_t pid) {
+  g_forward_to = pid;
+  struct sigaction sa {};
+  sa.sa_handler = Forward;
+  sa.sa_flags = SA_RESTART;
+  ::sigemptyset(&sa.sa_mask);
+  for (int sig : kForwarded)
+    ::sigaction(sig, &sa, nullptr);
+}
+
+int StatusOf(int wstatus) {
+  if (WIFEXITED(wstatus)) return WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) return 128 + WTERMSIG(wstatus);
+  return kSetupFailed;
+}
+
+// Waits for `pid`, reaping any other child on the way (PID 1's duty).
+int WaitFor(pid_t pid) {
+  while (true) {
+    int ws = 0;
+    pid_t got = ::waitpid(-1, &ws, 0);
+    if (got == pid) return StatusOf(ws);
+    if (got < 0 && errno == ECHILD) return kSetupFailed;
+  }
+}
+
+// A stage reports a failed setup step on the error pipe, then exits.
+[[noreturn]] void Fail(int err_fd, const Error& e) {
+  std::string line = e.ToString();
+  (void)!::write(err_fd, line.data(), line.size());
+  _exit(kSetupFailed);
+}
+
+void DieWithParent(pid_t parent) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != parent) _exit(kSetupFailed);
+}
+
+// The usual default container capability set (docker/podman).
+bool IsDefaultCap(int cap) {
+  switch (cap) {
+    case CAP_CHOWN:
+    case CAP_DAC_OVERRIDE:
+    case CAP_FSETID:
+    case CAP_FOWNER:
+    case CAP_MKNOD:
+    case CAP_NET_RAW:
+    case CAP_SETGID:
+    case CAP_SETUID:
+    case CAP_SETFCAP:
+    case CAP_SETPCAP:
+    case CAP_NET_BIND_SERVICE:
+    case CAP_SYS_CHROOT:
+    case CAP_KILL:
+    case CAP_AUDIT_WRITE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Result<std::string> ReadIfThere(const std::string& path) {
+  auto t = sys::ReadFile(path);
+  if (!t && t.error().code() == ENOENT) return std::string();
+  return t;
+}
+
+// The command: its own session, the container user, no new privileges,
+// bounded capabilities, nothing open but stdio, then exec.
+[[noreturn]] void ExecCommand(const LaunchSpec& spec, const ContainerUser& u,
+                              bool can_setgroups, int err_fd) {
+  ::setsid();
+  if (can_setgroups && ::setgroups(u.groups.size(), u.groups.data()) != 0)
+    Fail(err_fd, Error::FromErrno("setgroups", "user " + spec.user));
+  if (::setresgid(u.gid, u.gid, u.gid) != 0)
+    Fail(err_fd, Error::FromErrno("setgid",
+                                  "user " + spec.user +
+                                      " (is its group mapped? a single-id user "
+                                      "namespace has only root)"));
+  if (::setresuid(u.uid, u.uid, u.uid) != 0)
+    Fail(err_fd,
+         Error::FromErrno("setuid", "user " + spec.user +
+                                        " (is it mapped? a single-id user "
+                                        "namespace has only root)"));
+  for (int cap = 0; cap <= CAP_LAST_CAP; ++cap)
+    if (!IsDefaultCap(cap)) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+  ::clearenv();
+  bool has_home = false;
+  for (const auto& kv : spec.env) {
+    has_home = has_home || kv.starts_with("HOME=");
+    ::putenv(const_cast<char*>(kv.c_str()));
+  }
+  if (!has_home) ::setenv("HOME", u.home.c_str(), 1);
+  if (::chdir(spec.cwd.c_str()) != 0)
+    Fail(err_fd, Error::FromErrno("chdir", "working directory " + spec.cwd));
+  ::close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);  // the error pipe closes on exec
+  std::vector<char*> argv;
+  for (const auto& a : spec.argv)
+    argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execvp(argv[0], argv.data());
+  int err = errno;
+  std::string line = Error(err, "exec", spec.argv[0]).ToString();
+  (void)!::write(err_fd, line.data(), line.size());
+  _exit(err == ENOENT ? 127 : 126);
+}
+
+// PID 1 of the container.
+[[noreturn]] void StageB(const LaunchSpec& spec, pid_t stage_a, bool full_map,
+                         bool rootless, int err_fd) {
+  // Stage A is outside this PID namespace (getppid() is 0 here): only the
+  // death signal applies.
+  (void)stage_a;
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::unshare(CLONE_NEWNS) != 0)
+    Fail(err_fd, Error::FromErrno("unshare", "mount namespace"));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
+    Fail(err_fd, Error::FromErrno("mount", "make / a slave"));
+  if (spec.net_none) {
+    if (auto s = BringUpLoopback(); !s) Fail(err_fd, s.error());
+  }
+  if (::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
+    Fail(err_fd, Error::FromErrno("sethostname", spec.hostname));
+  if (auto s = SetUpRootfs(spec.container_dir + "/rootfs", spec, full_map); !s)
+    Fail(err_fd, s.error());
+  auto passwd = ReadIfThere("/etc/passwd");
+  auto group = ReadIfThere("/etc/group");
+  auto user =
+      ResolveUser(spec.user, passwd ? *passwd : "", group ? *group : "");
+  if (!user) Fail(err_fd, user.error());
+  pid_t cmd = ::fork();
+  if (cmd < 0) Fail(err_fd, Error::FromErrno("fork", "command"));
+  if (cmd == 0) ExecCommand(spec, *user, full_map || !rootless, err_fd);
+  ForwardSignalsTo(cmd);
+  _exit(WaitFor(cmd));
+}
+
+Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
+    const LaunchSpec& spec) {
+  STRATA_ASSIGN_OR_RETURN(
+      auto store,
+      layerdb::Store::Open(spec.store_root, layerdb::Store::Mode::kReadOnly));
+  auto pin = layerdb::PinTrees(*store, std::to_string(::getpid()), {spec.view});
+  STRATA_ASSIGN_OR_RETURN(
+      auto lower, fs::StoredLowerSource::Open(std::move(store), spec.view));
+  if (pin) lower->set_pin(std::move(*pin));
+  fs::UnionOptions uo;
+  uo.upper_dir = spec.container_dir + "/upper";
+  uo.work_dir = spec.container_dir + "/work";
+  uo.xattr_ns = fs::XattrNs::kTrusted;  // downgraded to user. where refused
+  STRATA_ASSIGN_OR_RETURN(auto ufs, fs::UnionFs::Create(std::move(lower), uo));
+  fs::MountConfig mc;
+  mc.mountpoint = spec.container_dir + "/rootfs";
+  mc.fsname = "strata:" + spec.image;
+  mc.subtype = "strata";
+  return fs::BackgroundMount::Mount(mc, std::move(ufs));
+}
+
+// The FUSE daemon, in the container's user and mount namespaces.
+[[noreturn]] void StageA(const LaunchSpec& spec, pid_t parent, int to_parent,
+                         int from_parent, int err_fd) {
+  DieWithParent(parent);
+  bool rootless = ::geteuid() != 0;
+  bool full_map = false;
+  if (rootless) {
+    if (::unshare(CLONE_NEWUSER) != 0)
+      Fail(err_fd, Error::FromErrno("unshare",
+                                    "user namespace (are unprivileged user "
+                                    "namespaces enabled?)"));
+    char c = 'u';
+    if (::write(to_parent, &c, 1) != 1 || ::read(from_parent, &c, 1) != 1 ||
+        c == 'E')
+      _exit(kSetupFailed);  // the parent reports why
+    full_map = c == 'F';
+  }
+  if (::unshare(CLONE_NEWNS) != 0)
+    Fail(err_fd, Error::FromErrno("unshare", "mount namespace"));
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    Fail(err_fd, Error::FromErrno("mount", "make / private"));
+  auto mount = MountImage(spec);
+  if (!mount) Fail(err_fd, mount.error());
+  // clone(2) with the namespace flags, not unshare + fork: a process that
+  // unshared its PID namespace may not start threads (the FUSE loop's).
+  int flags = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+              (spec.net_none ? CLONE_NEWNET : 0);
+  struct InitArgs {
+    const LaunchSpec* spec;
+    pid_t stage_a;
+    bool full_map, rootless;
+    int err_fd;
+  } args{&spec, ::getpid(), full_map, rootless, err_fd};
+  constexpr size_t kStack = 1 << 20;
+  void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) Fail(err_fd, Error::FromErrno("mmap", "init stack"));
+  // Single-threaded still: the FUSE loop starts after.
+  pid_t init = ::clone(
+      [](void* p) -> int {
+        auto* a = static_cast<InitArgs*>(p);
+        StageB(*a->spec, a->stage_a, a->full_map, a->rootless, a->err_fd);
+      },
+      static_cast<char*>(stack) + kStack, flags | SIGCHLD, &args);
+  if (init < 0)
+    Fail(err_fd, Error::FromErrno("clone", "PID/UTS/IPC namespaces"));
+  (*mount)->Start();
+  ForwardSignalsTo(init);
+  int status = WaitFor(init);
+  mount->reset();  // unmount, stop serving
+  _exit(status);
+}
+
+}  // namespace
+
+Result<int> Launch(const LaunchSpec& spec) {
+  int err_pipe[2], up[2], down[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0 ||
+      ::pipe2(down, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe", "launcher");
+  pid_t parent = ::getpid();
+  pid_t a = ::fork();
+  if (a < 0) return Error::FromErrno("fork", "launcher");
+  if (a == 0) {
+    ::close(err_pipe[0]);
+    StageA(spec, parent, up[1], down[0], err_pipe[1]);
+  }
+  ::close(err_pipe[1]);
+  ::close(up[1]);
+  ::close(down[0]);
+  std::optional<Error> setup_error;
+  if (::geteuid() != 0) {
+    char c = 0;
+    if (::read(up[0], &c, 1) == 1) {
+      auto full = WriteIdMaps(a);
+      if (!full) setup_error = full.error().WithContext("id maps");
+      c = !full ? 'E' : (*full ? 'F' : 'S');
+      (void)!::write(down[1], &c, 1);
+    }
+  }
+  ::close(up[0]);
+  ::close(down[1]);
+  ForwardSignalsTo(a);
+  int ws = 0;
+  while (::waitpid(a, &ws, 0) < 0 && errno == EINTR) {
+  }
+  g_forward_to = 0;
+  std::string msg;
+  char buf[1024];
+  ssize_t n;
+  while ((n = ::read(err_pipe[0], buf, sizeof buf)) > 0)
+    msg.append(buf, static_cast<size_t>(n));
+  ::close(err_pipe[0]);
+  if (setup_error) return *setup_error;
+  if (!msg.empty()) {
+    int status = StatusOf(ws);
+    // One line, and the status: 126/127 for exec failures (as a shell
+    // gives), 125 for a setup step.
+    std::fprintf(stderr, "strata: %s\n", msg.c_str());
+    return status == 126 || status == 127 ? status : kSetupFailed;
+  }
+  return StatusOf(ws);
+}
+
+}  // namespace strata::launcher

@@ -1,0 +1,25 @@
+#pragma once
+
+// Launch: runs a container (design §3, "The launcher"). Three processes:
+//   strata run ──fork──► stage A: user namespace (rootless) + mount namespace;
+//                        serves the image through FUSE (the daemon lives in
+//                        the container's namespaces: no setuid helper)
+//                └─fork──► stage B: PID 1 of new PID/UTS/IPC[/net] and mount
+//                          namespaces: mounts /proc, /dev, /sys, pivots,
+//                          reaps zombies, forwards signals
+//                          └─fork──► the command (setsid, user, no_new_privs,
+//                                    bounded capabilities, exec)
+// Every stage dies with its parent (PR_SET_PDEATHSIG), so a killed `strata
+// run` leaves no process and, with stage A's mount namespace, no mount.
+
+#include "layerdb/base/error.h"
+#include "tools/launcher/launch_spec.h"
+
+namespace strata::launcher {
+
+// Runs `spec` and returns the command's exit status (128 + N when killed by
+// signal N). Errors: a setup step that failed, as one line (the stage's
+// errno and what to fix).
+Result<int> Launch(const LaunchSpec& spec);
+
+}  // namespace strata::launcher
