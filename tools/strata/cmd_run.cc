@@ -145,14 +145,18 @@ void AddRunCommands(CLI::App& app, Context& ctx) {
   run->add_option("--log-level", ctx.global.log_level, "log level");
   run->add_option("--name", a->name, "container name (default: a random id)");
   run->add_flag("--rm", a->rm, "remove the container when it ends");
-  run->add_option("-e,--env", a->env, "set KEY=VALUE in the environment");
+  run->add_option("-e,--env", a->env, "set KEY=VALUE in the environment")
+      ->allow_extra_args(false);
   run->add_option("--env-file", a->env_files,
-                  "read KEY=VALUE lines from a file");
+                  "read KEY=VALUE lines from a file")
+      ->allow_extra_args(false);
   run->add_option("-w,--workdir", a->workdir,
                   "working directory in the container");
   run->add_option("-u,--user", a->user, "USER[:GROUP], names or numbers");
-  run->add_option("-v,--volume", a->volumes, "bind HOST:CTR[:ro]");
-  run->add_option("--tmpfs", a->tmpfs, "a tmpfs at this container path");
+  run->add_option("-v,--volume", a->volumes, "bind HOST:CTR[:ro]")
+      ->allow_extra_args(false);
+  run->add_option("--tmpfs", a->tmpfs, "a tmpfs at this container path")
+      ->allow_extra_args(false);
   run->add_option("--net", a->net, "host (default) or none (loopback only)");
   run->add_option("--hostname", a->hostname, "host name in the container");
   run->add_flag("--read-only", a->read_only,

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# strata run (the launcher, first part): a busybox image run as root and as an
+# unprivileged user (full subordinate id map from /etc/subuid): exit statuses (0, 1,
+# 42, 128+9), the hostname, PID 1, env and workdir from flags, a volume read and written,
+# --net none (only lo), --read-only, writes landing in a named container's upper, a
+# name in use refused, --rm leaving nothing, and no mount or process left behind.
+. "$(dirname "$0")/lib.sh"
+
+need_root "runs containers as root and as the user strata-test"
+need_strata
+[[ -c /dev/fuse ]] || skip "needs /dev/fuse"
+setup_work
+LAYOUT=$(fixture make-busybox-image "$WORK/bb") || true
+[[ -d $WORK/bb ]] || skip "no busybox image fixture"
+
+problems=0
+expect() { # expect LABEL WANT SEEN
+  if [[ $2 == "$3" ]]; then
+    note "ok: $1"
+  else
+    printf '[%s] PROBLEM: %s: want %q, seen %q\n' "$TEST_NAME" "$1" "$2" "$3"
+    problems=$((problems + 1))
+  fi
+}
+
+suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix command)
+  local who=$1 store=$2
+  shift 2
+  local S=("$@" "$STRATA_BIN" --root "$store")
+  "${S[@]}" import oci "$WORK/bb:latest" --name bb >/dev/null
+  local rc out
+  for want in 0 1 42; do
+    rc=0
+    "${S[@]}" run --rm bb /bin/sh -c "exit $want" || rc=$?
+    expect "$who: exit $want" "$want" "$rc"
+  done
+  rc=0
+  "${S[@]}" run --rm bb /bin/sh -c 'kill -9 $$' || rc=$?
+  expect "$who: killed by signal 9" 137 "$rc"
+  out=$("${S[@]}" run --rm --hostname box bb /bin/sh -c 'echo $(hostname) $(id -u) $$')
+  expect "$who: hostname, root inside, the shell's pid" "box 0 2" "$out"
+  out=$("${S[@]}" run --rm -e A=1 -w /etc bb /bin/sh -c 'echo $A $(pwd)')
+  expect "$who: -e and -w" "1 /etc" "$out"
+  mkdir -p "$WORK/vol-$who" && echo host >"$WORK/vol-$who/in" && chmod -R a+rwX "$WORK/vol-$who"
+  out=$("${S[@]}" run --rm -v "$WORK/vol-$who:/data" bb /bin/sh -c 'cat /data/in; echo ctr > /data/out')
+  expect "$who: volume read" host "$out"
+  expect "$who: volume written" ctr "$(cat "$WORK/vol-$who/out" 2>/dev/null)"
+  out=$("${S[@]}" run --rm --net none bb /bin/sh -c 'ls /sys/class/net')
+  expect "$who: --net none shows only lo" lo "$out"
+  rc=0
+  "${S[@]}" run --rm --read-only bb /bin/sh -c 'touch /etc/x' 2>/dev/null || rc=$?
+  expect "$who: --read-only refuses writes" 1 "$rc"
+  "${S[@]}" run --name c1 bb /bin/sh -c 'echo kept > /root/note'
+  expect "$who: writes land in the container's upper" kept "$(cat "$store/containers/c1/upper/root/note" 2>/dev/null)"
+  rc=0
+  out=$("${S[@]}" run --name c1 bb /bin/true 2>&1) || rc=$?
+  expect "$who: a name in use is refused (exit 1, one line)" "1 1" "$rc $(grep -c '' <<<"$out")"
+  expect "$who: --rm leaves only the named container" c1 "$(ls "$store/containers")"
+  expect "$who: no mount left" 0 "$(grep -c "$store" /proc/mounts || true)"
+}
+
+suite root "$STORES/root-store"
+if id strata-test >/dev/null 2>&1 && [[ $(stat -c %a /dev/fuse) == 666 ]]; then
+  udir=$(mktemp -d "$STORES/user.XXXXXX")
+  chown strata-test: "$udir" "$WORK"
+  chmod 755 "$STORES"
+  chmod -R a+rX "$WORK/bb"
+  suite rootless "$udir/store" setpriv --reuid=strata-test --regid=strata-test --init-groups
+  out=$(setpriv --reuid=strata-test --regid=strata-test --init-groups \
+    "$STRATA_BIN" --root "$udir/store" run --rm bb cat /proc/self/uid_map | awk '{print $1, $3}' | tr '\n' ' ')
+  expect "rootless: uid_map maps root and a subordinate range" "0 1 1 65536 " "$out"
+else
+  note "rootless part skipped: needs the user strata-test and /dev/fuse mode 0666 (tools/check sets both up)"
+fi
+((problems == 0)) || fail "$problems checks failed (PROBLEM lines above)"
+note PASS
