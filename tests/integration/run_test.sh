@@ -56,6 +56,32 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   out=$("${S[@]}" run --name c1 bb /bin/true 2>&1) || rc=$?
   expect "$who: a name in use is refused (exit 1, one line)" "1 1" "$rc $(grep -c '' <<<"$out")"
   expect "$who: --rm leaves only the named container" c1 "$(ls "$store/containers")"
+  # A running container: ps shows it, rm refuses it, rm -f kills it; SIGTERM to
+  # strata run reaches the command.
+  "${S[@]}" run --name c3 bb /bin/sh -c 'sleep 30' &
+  local runner=$!
+  BG_PIDS+=("$runner")
+  for _ in $(seq 50); do
+    "${S[@]}" ps | grep -q '^c3 .*running' && break
+    sleep 0.1
+  done
+  expect "$who: ps shows the running container" running "$("${S[@]}" ps --json | python3 -c 'import json,sys; print(["running" if c["running"] else "stopped" for c in json.load(sys.stdin) if c["id"]=="c3"][0])')"
+  rc=0
+  "${S[@]}" rm c3 2>/dev/null || rc=$?
+  expect "$who: rm of a running container is refused" 1 "$rc"
+  "${S[@]}" rm -f c3
+  wait "$runner" 2>/dev/null || true
+  expect "$who: rm -f removes it" c1 "$(ls "$store/containers")"
+  "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 30 & wait' &
+  runner=$!
+  BG_PIDS+=("$runner")
+  sleep 1
+  kill -TERM "$runner"
+  rc=0
+  wait "$runner" || rc=$?
+  expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
+  "${S[@]}" rm c1
+  expect "$who: rm removes the container" "" "$(ls "$store/containers")"
   expect "$who: no mount left" 0 "$(grep -c "$store" /proc/mounts || true)"
 }
 

@@ -22,6 +22,7 @@
 #include "layerdb/base/sys.h"
 #include "layerdb/lifecycle.h"
 #include "tools/launcher/container_user.h"
+#include "tools/launcher/containers.h"
 #include "tools/launcher/id_map.h"
 #include "tools/launcher/rootfs_setup.h"
 
@@ -269,6 +270,7 @@ Result<int> Launch(const LaunchSpec& spec) {
   ::close(err_pipe[1]);
   ::close(up[1]);
   ::close(down[0]);
+  (void)RecordState(spec.container_dir, a, std::nullopt);
   std::optional<Error> setup_error;
   if (::geteuid() != 0) {
     char c = 0;
@@ -292,6 +294,7 @@ Result<int> Launch(const LaunchSpec& spec) {
   while ((n = ::read(err_pipe[0], buf, sizeof buf)) > 0)
     msg.append(buf, static_cast<size_t>(n));
   ::close(err_pipe[0]);
+  (void)RecordState(spec.container_dir, 0, StatusOf(ws));
   if (setup_error) return *setup_error;
   if (!msg.empty()) {
     int status = StatusOf(ws);

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layerdb/base/sys.h"
+#include "tools/launcher/containers.h"
 #include "tools/launcher/image_command.h"
 #include "tools/launcher/launcher.h"
 #include "tools/strata/commands.h"
@@ -128,7 +129,12 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
   }
   spec.tmpfs = a.tmpfs;
   auto status = launcher::Launch(spec);
-  if (a.rm) (void)sys::RemoveTree(spec.container_dir);
+  if (a.rm) {
+    auto removed =
+        launcher::RemoveContainer(spec.store_root, spec.container_id, false);
+    if (!removed)
+      fmt::print(stderr, "strata: {}\n", removed.error().ToString());
+  }
   return status;
 }
 

@@ -50,5 +50,6 @@ void AddExportCommands(CLI::App& app, Context& ctx);     // cmd_export.cc
 void AddLifecycleCommands(CLI::App& app, Context& ctx);  // cmd_lifecycle.cc
 void AddMountCommands(CLI::App& app, Context& ctx);      // cmd_mount.cc
 void AddRunCommands(CLI::App& app, Context& ctx);        // cmd_run.cc
+void AddContainerCommands(CLI::App& app, Context& ctx);  // cmd_containers.cc
 
 }  // namespace strata::cli

@@ -1,0 +1,140 @@
+#include "tools/launcher/containers.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
+#include "layerdb/base/sys.h"
+#include "tools/launcher/id_map.h"
+
+namespace strata::launcher {
+
+namespace {
+
+bool Alive(pid_t pid) {
+  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+}
+
+Result<nlohmann::json> ReadJson(const std::string& path) {
+  STRATA_ASSIGN_OR_RETURN(std::string text, sys::ReadFile(path));
+  auto j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return Error(EIO, "read", path + ": not a JSON object");
+  return j;
+}
+
+// Removes `dir` from inside a user namespace mapping the caller's
+// subordinate ids, where files owned by those ids live (a rootless
+// container's root may have chowned them).
+Status RemoveAsMappedRoot(const std::string& dir) {
+  int up[2], down[2];
+  if (::pipe2(up, O_CLOEXEC) != 0 || ::pipe2(down, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe", "rm");
+  pid_t child = ::fork();
+  if (child < 0) return Error::FromErrno("fork", "rm");
+  if (child == 0) {
+    char c = 0;
+    if (::unshare(CLONE_NEWUSER) != 0) _exit(2);
+    if (::write(up[1], &c, 1) != 1 || ::read(down[0], &c, 1) != 1 || c != 'F')
+      _exit(2);
+    _exit(sys::RemoveTree(dir) ? 0 : 1);
+  }
+  ::close(up[1]);
+  ::close(down[0]);
+  char c = 0;
+  if (::read(up[0], &c, 1) == 1) {
+    auto full = WriteIdMaps(child);
+    c = full && *full ? 'F' : 'E';
+    (void)!::write(down[1], &c, 1);
+  }
+  ::close(up[0]);
+  ::close(down[1]);
+  int ws = 0;
+  ::waitpid(child, &ws, 0);
+  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+    return Error(EACCES, "rm",
+                 dir + ": some files belong to ids this user cannot remove");
+  return Ok();
+}
+
+}  // namespace
+
+nlohmann::json ToJson(const ContainerInfo& c) {
+  nlohmann::json j = {{"id", c.id},
+                      {"image", c.image},
+                      {"command", c.command},
+                      {"created", c.created},
+                      {"running", c.running}};
+  if (c.running) j["pid"] = c.pid;
+  if (c.exit_status) j["exit_status"] = *c.exit_status;
+  return j;
+}
+
+Status RecordState(const std::string& container_dir, pid_t pid,
+                   std::optional<int> exit_status) {
+  nlohmann::json j = {{"pid", pid}};
+  if (exit_status) j["exit_status"] = *exit_status;
+  return sys::WriteFileAtomic(container_dir + "/state.json", j.dump() + "\n");
+}
+
+Result<std::vector<ContainerInfo>> ListContainers(
+    const std::string& store_root) {
+  std::vector<ContainerInfo> out;
+  auto names = sys::ListDir(store_root + "/containers");
+  if (!names) {
+    if (names.error().code() == ENOENT) return out;
+    return names.error();
+  }
+  for (const auto& id : *names) {
+    std::string dir = store_root + "/containers/" + id;
+    auto cfg = ReadJson(dir + "/config.json");
+    if (!cfg) continue;  // being created or removed
+    ContainerInfo c;
+    c.id = id;
+    c.image = cfg->value("image", "");
+    c.created = cfg->value("created", int64_t{0});
+    if (cfg->contains("command") && (*cfg)["command"].is_array())
+      for (const auto& a : (*cfg)["command"])
+        c.command.push_back(a.get<std::string>());
+    if (auto st = ReadJson(dir + "/state.json")) {
+      c.pid = st->value("pid", 0);
+      if (st->contains("exit_status"))
+        c.exit_status = (*st)["exit_status"].get<int>();
+    }
+    c.running = Alive(c.pid);
+    out.push_back(std::move(c));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.created < b.created; });
+  return out;
+}
+
+Status RemoveContainer(const std::string& store_root, const std::string& id,
+                       bool force) {
+  STRATA_ASSIGN_OR_RETURN(auto all, ListContainers(store_root));
+  auto it = std::find_if(all.begin(), all.end(),
+                         [&](const auto& c) { return c.id == id; });
+  if (it == all.end()) return Error(ENOENT, "rm", "no container " + id);
+  if (it->running) {
+    if (!force)
+      return Error(EBUSY, "rm",
+                   "container " + id +
+                       " is running (stop it, or strata rm -f " + id + ")");
+    ::kill(it->pid, SIGKILL);
+    for (int i = 0; i < 100 && Alive(it->pid); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::string dir = store_root + "/containers/" + id;
+  auto removed = sys::RemoveTree(dir);
+  if (removed) return Ok();
+  if (::geteuid() == 0) return removed.error();
+  return RemoveAsMappedRoot(dir);
+}
+
+}  // namespace strata::launcher

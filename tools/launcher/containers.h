@@ -1,0 +1,50 @@
+#pragma once
+
+// The containers of a store (<store>/containers/<id>/): config.json written at
+// creation, state.json updated by `strata run` (the launcher's pid while it
+// runs, the exit status after), upper/ and work/ (the container's changes),
+// rootfs/ (the mount point) and hostname.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "layerdb/base/error.h"
+
+namespace strata::launcher {
+
+struct ContainerInfo {
+  std::string id;
+  std::string image;
+  std::vector<std::string> command;
+  int64_t created = 0;
+  pid_t pid = 0;  // the launcher, while running
+  bool running = false;
+  std::optional<int> exit_status;
+};
+
+nlohmann::json ToJson(const ContainerInfo& c);
+
+// Records that the container's launcher runs as `pid`, or (pid 0) that it
+// ended with `exit_status`.
+Status RecordState(const std::string& container_dir, pid_t pid,
+                   std::optional<int> exit_status);
+
+// Every container of the store, by id. Errors: EIO for an unreadable
+// config.json (named).
+Result<std::vector<ContainerInfo>> ListContainers(
+    const std::string& store_root);
+
+// Removes container `id`: refused while it runs unless `force` (which kills
+// its launcher first). Files its processes made owned by subordinate ids are
+// removed from inside a user namespace with the caller's id map. Errors:
+// ENOENT (no such container), EBUSY (running).
+Status RemoveContainer(const std::string& store_root, const std::string& id,
+                       bool force);
+
+}  // namespace strata::launcher
