@@ -15,6 +15,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "layerdb/base/sys.h"
+
 namespace strata::fs {
 
 // The layer an object comes from and where; `details` and `listing` are
@@ -169,34 +171,15 @@ Result<UniqueFd> WalkNoFollow(int root, const std::string& rel, int flags) {
   }
 }
 
-// Calls `call(buf, size)` (an l*xattr call) with a buffer of the size it
-// reports; retries if the value grew in between (ERANGE).
-template <class Call>
-Result<std::string> ReadSized(Call call, const char* op) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    ssize_t n = call(nullptr, 0);
-    if (n < 0) return Error::FromErrno(op);
-    std::string buf(static_cast<size_t>(n), '\0');
-    if (n == 0) return buf;
-    ssize_t got = call(buf.data(), buf.size());
-    if (got >= 0) {
-      buf.resize(static_cast<size_t>(got));
-      return buf;
-    }
-    if (errno != ERANGE) return Error::FromErrno(op);
-  }
-  return Error(ERANGE, op);
-}
-
 // The value of xattr `name` of `path` (not followed); nullopt when unset or
 // where the filesystem has no xattrs.
 Result<std::optional<std::string>> GetXattr(const std::string& path,
                                             const char* name) {
-  auto v = ReadSized(
+  auto v = sys::ReadSized(
       [&](char* buf, size_t size) {
         return ::lgetxattr(path.c_str(), name, buf, size);
       },
-      "lgetxattr");
+      "lgetxattr", path);
   if (v) return std::optional<std::string>(std::move(*v));
   int code = v.error().code();
   if (code == ENODATA || code == ENOTSUP) return std::optional<std::string>();
@@ -571,11 +554,11 @@ Result<std::vector<std::pair<std::string, std::string>>> DirLowerSource::Xattrs(
       UniqueFd fd, OpenBeneath(node->layer, parent, O_PATH | O_DIRECTORY));
   std::string path = ProcPath(fd.get(), base);
   std::vector<std::pair<std::string, std::string>> out;
-  auto list = ReadSized(
+  auto list = sys::ReadSized(
       [&](char* buf, size_t size) {
         return ::llistxattr(path.c_str(), buf, size);
       },
-      "llistxattr");
+      "llistxattr", path);
   if (!list && list.error().code() == ENOTSUP) return out;
   if (!list) return list.error().WithContext(Describe(node->layer, node->rel));
   for (size_t pos = 0; pos < list->size();) {

@@ -10,6 +10,8 @@
 #include <array>
 #include <vector>
 
+#include "layerdb/base/sys.h"
+
 namespace strata::fs::host {
 
 namespace {
@@ -88,45 +90,30 @@ Result<UniqueFd> OpenAt(int dirfd, std::string_view name, int flags,
 
 Result<std::optional<std::string>> GetXattr(const std::string& path,
                                             const std::string& name) {
-  std::array<char, 512> small;
-  ssize_t n = GetX(path, name.c_str(), small.data(), small.size());
-  if (n >= 0)
-    return std::optional<std::string>(
-        std::string(small.data(), static_cast<size_t>(n)));
-  if (errno == ENODATA || errno == ENOTSUP) return std::optional<std::string>();
-  if (errno != ERANGE) return Error::FromErrno("getxattr", path + " " + name);
-  while (true) {
-    n = GetX(path, name.c_str(), nullptr, 0);
-    if (n < 0) return Error::FromErrno("getxattr", path + " " + name);
-    std::string v(static_cast<size_t>(n), '\0');
-    n = GetX(path, name.c_str(), v.data(), v.size());
-    if (n >= 0) {
-      v.resize(static_cast<size_t>(n));
-      return std::optional<std::string>(std::move(v));
-    }
-    if (errno != ERANGE) return Error::FromErrno("getxattr", path + " " + name);
-  }
+  auto v = sys::ReadSized(
+      [&](char* buf, size_t size) {
+        return GetX(path, name.c_str(), buf, size);
+      },
+      "getxattr", path + " " + name);
+  if (v) return std::optional<std::string>(std::move(*v));
+  if (v.error().code() == ENODATA || v.error().code() == ENOTSUP)
+    return std::optional<std::string>();
+  return v.error();
 }
 
 Result<std::vector<std::string>> ListXattrNames(const std::string& path) {
   std::vector<std::string> names;
-  std::string buf(256, '\0');
-  while (true) {
-    ssize_t n = ListX(path, buf.data(), buf.size());
-    if (n >= 0) {
-      buf.resize(static_cast<size_t>(n));
-      break;
-    }
-    if (errno == ENOTSUP) return names;
-    if (errno != ERANGE) return Error::FromErrno("listxattr", path);
-    n = ListX(path, nullptr, 0);
-    if (n < 0) return Error::FromErrno("listxattr", path);
-    buf.assign(static_cast<size_t>(n) + 64, '\0');
+  auto buf =
+      sys::ReadSized([&](char* b, size_t size) { return ListX(path, b, size); },
+                     "listxattr", path);
+  if (!buf) {
+    if (buf.error().code() == ENOTSUP) return names;
+    return buf.error();
   }
-  for (size_t pos = 0; pos < buf.size();) {
-    size_t end = buf.find('\0', pos);
-    if (end == std::string::npos) end = buf.size();
-    if (end > pos) names.emplace_back(buf.substr(pos, end - pos));
+  for (size_t pos = 0; pos < buf->size();) {
+    size_t end = buf->find('\0', pos);
+    if (end == std::string::npos) end = buf->size();
+    if (end > pos) names.emplace_back(buf->substr(pos, end - pos));
     pos = end + 1;
   }
   return names;

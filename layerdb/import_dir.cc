@@ -121,33 +121,13 @@ ssize_t GetXattrRaw(const XattrSource& s, const char* name, char* buf,
   return n;
 }
 
-// Calls `call(buf, size)` (a *listxattr or *getxattr) with a buffer of the
-// size it reports. The value may grow between the two calls (ERANGE): retry.
-template <class Call>
-Result<std::string> ReadSized(Call call, const char* op,
-                              const std::string& path) {
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    ssize_t n = call(nullptr, 0);
-    if (n < 0) return Error::FromErrno(op, path);
-    std::string buf(static_cast<size_t>(n), '\0');
-    if (n == 0) return buf;
-    ssize_t got = call(buf.data(), buf.size());
-    if (got >= 0) {
-      buf.resize(static_cast<size_t>(got));
-      return buf;
-    }
-    if (errno != ERANGE) return Error::FromErrno(op, path);
-  }
-  return Error(ERANGE, op, path + ": keeps growing");
-}
-
 // ---------------------------------------------------------------------------
 
 // Every xattr the caller may read, sorted by name so that the same tree
 // always gives the same records. POSIX ACLs (system.posix_acl_*) come back
 // in the kernel's posix_acl_xattr format and are kept verbatim.
 Result<std::vector<Xattr>> ReadXattrs(const XattrSource& s) {
-  auto list = ReadSized(
+  auto list = sys::ReadSized(
       [&](char* buf, size_t size) { return ListXattrRaw(s, buf, size); },
       "listxattr", s.host_path);
   if (!list && list.error().code() == ENOTSUP) return std::vector<Xattr>();
@@ -157,7 +137,7 @@ Result<std::vector<Xattr>> ReadXattrs(const XattrSource& s) {
     std::string name = list->c_str() + pos;
     pos += name.size() + 1;
     if (name.empty()) continue;
-    auto value = ReadSized(
+    auto value = sys::ReadSized(
         [&](char* buf, size_t size) {
           return GetXattrRaw(s, name.c_str(), buf, size);
         },

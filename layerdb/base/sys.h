@@ -50,4 +50,26 @@ Status SyncFs(int fd);
 
 bool IsTerminal(int fd);
 
+// Calls `call(buf, size)` — a *getxattr or *listxattr style call that
+// returns the size it needs when given (nullptr, 0) — with a buffer of that
+// size; retries when the value grew in between (ERANGE). Errors: the call's
+// errno, with `op` and `what` naming it.
+template <class Call>
+Result<std::string> ReadSized(Call call, const char* op,
+                              const std::string& what) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ssize_t n = call(nullptr, 0);
+    if (n < 0) return Error::FromErrno(op, what);
+    std::string buf(static_cast<size_t>(n), '\0');
+    if (n == 0) return buf;
+    ssize_t got = call(buf.data(), buf.size());
+    if (got >= 0) {
+      buf.resize(static_cast<size_t>(got));
+      return buf;
+    }
+    if (errno != ERANGE) return Error::FromErrno(op, what);
+  }
+  return Error(ERANGE, op, what + ": keeps growing");
+}
+
 }  // namespace strata::sys
