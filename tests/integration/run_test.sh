@@ -80,6 +80,26 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   rc=0
   wait "$runner" || rc=$?
   expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
+  # Orphans are reaped by PID 1; a SIGKILLed strata run leaves no process or mount.
+  out=$("${S[@]}" run --rm bb /bin/sh -c '(sleep 0.2 &); (sleep 0.2 &); sleep 1; ps -o stat | grep -c "^Z" || true')
+  expect "$who: orphaned children are reaped (no zombies)" 0 "$out"
+  "${S[@]}" run --name k1 bb /bin/sh -c 'sleep 61' &
+  runner=$!
+  for _ in $(seq 50); do # until the command runs: sleep's argv is "sleep" "61"
+    [[ -n $(pids_naming -x 61) ]] && break
+    sleep 0.1
+  done
+  kill -KILL "$runner"
+  wait "$runner" 2>/dev/null || true
+  local left=''
+  for _ in $(seq 50); do # the launcher's stages carry its argv, the command "61"
+    left=$(pids_naming 'sleep 61' && pids_naming -x 61)
+    [[ -z $left ]] && break
+    sleep 0.1
+  done
+  expect "$who: SIGKILL of strata run leaves no process" "" "$left"
+  expect "$who: ... and no mount" 0 "$(grep -c "containers/k1" /proc/mounts || true)"
+  "${S[@]}" rm -f k1
   "${S[@]}" rm c1
   expect "$who: rm removes the container" "" "$(ls "$store/containers")"
   expect "$who: no mount left" 0 "$(grep -c "$store" /proc/mounts || true)"
