@@ -255,7 +255,41 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
 
 }  // namespace
 
+namespace {
+
+// What a container needs from the host, checked up front so that the error
+// is one line saying what to fix rather than a failing step deep inside.
+Status CheckHost() {
+  int fd = ::open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    return Error(
+        err, "run",
+        err == EACCES
+            ? "/dev/fuse is not usable by this user (as root: chmod 0666 "
+              "/dev/fuse, the mode most distributions use)"
+            : "/dev/fuse: cannot open it (is the fuse module loaded?)");
+  }
+  ::close(fd);
+  if (::geteuid() != 0) {
+    auto clone_ok = sys::ReadFile("/proc/sys/kernel/unprivileged_userns_clone");
+    if (clone_ok && clone_ok->starts_with("0"))
+      return Error(EPERM, "run",
+                   "unprivileged user namespaces are disabled (as root: sysctl "
+                   "kernel.unprivileged_userns_clone=1)");
+    auto max = sys::ReadFile("/proc/sys/user/max_user_namespaces");
+    if (max && max->starts_with("0"))
+      return Error(EPERM, "run",
+                   "user namespaces are disabled (as root: sysctl "
+                   "user.max_user_namespaces=15000)");
+  }
+  return Ok();
+}
+
+}  // namespace
+
 Result<int> Launch(const LaunchSpec& spec) {
+  STRATA_RETURN_IF_ERROR(CheckHost());
   int err_pipe[2], up[2], down[2];
   if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0 ||
       ::pipe2(down, O_CLOEXEC) != 0)
