@@ -23,7 +23,7 @@ MountOptionKind ClassifyMountOption(std::string_view key);
 std::vector<std::string> SplitEscaped(std::string_view s, char sep);
 
 // `path` made absolute against the current directory (the daemon runs in
-// "/").
+// "/"), in normal form without a trailing slash.
 std::string AbsolutePath(const std::string& path);
 
 }  // namespace strata::fs

@@ -1,8 +1,11 @@
 #include "fs/stored_lower.h"
 
 #include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <utility>
+
+#include <spdlog/spdlog.h>
 
 namespace strata::fs {
 
@@ -88,6 +91,19 @@ Result<std::unique_ptr<StoredLowerSource>> StoredLowerSource::Open(
   const layerdb::Store& ref = *store;
   STRATA_ASSIGN_OR_RETURN(auto src, Open(ref, view));
   src->owned_ = std::move(store);
+  return src;
+}
+
+Result<std::unique_ptr<StoredLowerSource>> StoredLowerSource::OpenPinned(
+    const std::string& store_root, layerdb::TreeId view) {
+  STRATA_ASSIGN_OR_RETURN(
+      auto store,
+      layerdb::Store::Open(store_root, layerdb::Store::Mode::kReadOnly));
+  auto pin = layerdb::PinTrees(*store, std::to_string(::getpid()), {view});
+  if (!pin)
+    spdlog::info("view {} not pinned: {}", view, pin.error().ToString());
+  STRATA_ASSIGN_OR_RETURN(auto src, Open(std::move(store), view));
+  if (pin) src->set_pin(std::move(*pin));
   return src;
 }
 

@@ -29,6 +29,13 @@ class StoredLowerSource final : public LowerSource {
   static Result<std::unique_ptr<StoredLowerSource>> Open(
       std::unique_ptr<layerdb::Store> store, layerdb::TreeId view);
 
+  // Opens the store at `store_root` read-only, pins `view` for this process
+  // (pins/PID: gc keeps it while we serve it; best effort, since a store
+  // the caller may not write cannot be collected by the caller either) and
+  // serves it. For a mount daemon, after its fork.
+  static Result<std::unique_ptr<StoredLowerSource>> OpenPinned(
+      const std::string& store_root, layerdb::TreeId view);
+
   // Keeps `pin` (gc keeps the view) for as long as the source lives.
   void set_pin(layerdb::Pin pin) { pin_ = std::move(pin); }
 

@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <thread>
 
 #include "layerdb/base/sys.h"
@@ -74,6 +76,28 @@ nlohmann::json ToJson(const ContainerInfo& c) {
   if (c.running) j["pid"] = c.pid;
   if (c.exit_status) j["exit_status"] = *c.exit_status;
   return j;
+}
+
+Status CreateContainer(const LaunchSpec& spec) {
+  const std::string& dir = spec.container_dir;
+  STRATA_RETURN_IF_ERROR(sys::MakeDirs(spec.store_root + "/containers", 0700));
+  if (::mkdir(dir.c_str(), 0700) != 0) {
+    if (errno != EEXIST) return Error::FromErrno("mkdir", dir);
+    return Error(EEXIST, "run",
+                 "container " + spec.container_id +
+                     " exists (remove it with strata rm " + spec.container_id +
+                     ", or choose another --name)");
+  }
+  for (const char* d : {"/upper", "/work", "/rootfs"})
+    if (::mkdir((dir + d).c_str(), 0700) != 0)
+      return Error::FromErrno("mkdir", dir + d);
+  STRATA_RETURN_IF_ERROR(
+      sys::WriteFileAtomic(dir + "/hostname", spec.hostname + "\n"));
+  nlohmann::json meta = {{"id", spec.container_id},
+                         {"image", spec.image},
+                         {"command", spec.argv},
+                         {"created", static_cast<int64_t>(::time(nullptr))}};
+  return sys::WriteFileAtomic(dir + "/config.json", meta.dump(2) + "\n");
 }
 
 Status RecordState(const std::string& container_dir, pid_t pid,

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "layerdb/base/error.h"
+#include "tools/launcher/launch_spec.h"
 
 namespace strata::launcher {
 
@@ -29,6 +30,11 @@ struct ContainerInfo {
 };
 
 nlohmann::json ToJson(const ContainerInfo& c);
+
+// Makes spec.container_dir with its config.json, hostname and the upper,
+// work and rootfs directories. Errors: EEXIST when a container of that id
+// exists (two `run --name X` at once: one wins).
+Status CreateContainer(const LaunchSpec& spec);
 
 // Records that the container's launcher runs as `pid`, or (pid 0) that it
 // ended with `exit_status`.

@@ -20,7 +20,6 @@
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
 #include "layerdb/base/sys.h"
-#include "layerdb/lifecycle.h"
 #include "tools/launcher/container_user.h"
 #include "tools/launcher/containers.h"
 #include "tools/launcher/id_map.h"
@@ -181,13 +180,8 @@ Result<std::string> ReadIfThere(const std::string& path) {
 
 Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
     const LaunchSpec& spec) {
-  STRATA_ASSIGN_OR_RETURN(
-      auto store,
-      layerdb::Store::Open(spec.store_root, layerdb::Store::Mode::kReadOnly));
-  auto pin = layerdb::PinTrees(*store, std::to_string(::getpid()), {spec.view});
-  STRATA_ASSIGN_OR_RETURN(
-      auto lower, fs::StoredLowerSource::Open(std::move(store), spec.view));
-  if (pin) lower->set_pin(std::move(*pin));
+  STRATA_ASSIGN_OR_RETURN(auto lower, fs::StoredLowerSource::OpenPinned(
+                                          spec.store_root, spec.view));
   fs::UnionOptions uo;
   uo.upper_dir = spec.container_dir + "/upper";
   uo.work_dir = spec.container_dir + "/work";

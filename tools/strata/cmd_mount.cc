@@ -3,17 +3,14 @@
 
 #include <unistd.h>
 
-#include <filesystem>
 #include <string>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "fs/mount_options.h"
 #include "fs/session.h"
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
-#include "layerdb/lifecycle.h"
+#include "layerdb/base/sys.h"
 #include "tools/strata/commands.h"
 
 namespace strata::cli {
@@ -25,13 +22,6 @@ struct MountArgs {
   bool foreground = false, debug = false, is_volatile = false;
   bool read_only = false;
 };
-
-std::string Absolute(const std::string& p) {
-  if (p.empty()) return p;
-  std::error_code ec;
-  auto a = std::filesystem::absolute(p, ec);
-  return ec ? p : a.lexically_normal().string();
-}
 
 Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
   fs::MountConfig mc;
@@ -63,14 +53,16 @@ Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
   // the daemon opens the store again after the fork (LMDB must not cross
   // one).
   std::string image;
+  layerdb::TreeId view = 0;
   {
     STRATA_ASSIGN_OR_RETURN(auto store,
                             OpenStore(global, layerdb::Store::Mode::kReadOnly));
     STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(a.image));
     if (!info) return Error(ENOENT, "mount", "no image " + a.image);
     image = info->name;
+    view = info->view;
   }
-  mc.mountpoint = Absolute(a.mountpoint);
+  mc.mountpoint = fs::AbsolutePath(a.mountpoint);
   mc.fsname = "strata:" + image;
   mc.subtype = "strata";
   mc.foreground = a.foreground || a.debug;
@@ -78,31 +70,21 @@ Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
   mc.read_only = a.read_only || a.upper.empty();
   fs::UnionOptions uo;
   if (!mc.read_only) {
-    uo.upper_dir = Absolute(a.upper);
-    uo.work_dir = a.work.empty() ? uo.upper_dir + ".work" : Absolute(a.work);
-    std::error_code ec;
-    std::filesystem::create_directories(uo.upper_dir, ec);
+    uo.upper_dir = fs::AbsolutePath(a.upper);
+    uo.work_dir =
+        a.work.empty() ? uo.upper_dir + ".work" : fs::AbsolutePath(a.work);
+    STRATA_RETURN_IF_ERROR(sys::MakeDirs(uo.upper_dir, 0755));
   }
   uo.volatile_upper = a.is_volatile;
   uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
-  std::string root = Absolute(global.root);  // the daemon runs in /
+  std::string root = fs::AbsolutePath(global.root);  // the daemon runs in /
   // The daemon pins the view it serves so that gc keeps it even if the
   // image is removed meanwhile (best effort: a store the user may not
   // write cannot be collected by that user either).
   return fs::RunMount(
-      mc, [root, image, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
-        STRATA_ASSIGN_OR_RETURN(
-            auto store,
-            layerdb::Store::Open(root, layerdb::Store::Mode::kReadOnly));
-        STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(image));
-        if (!info) return Error(ENOENT, "mount", "no image " + image);
-        auto p =
-            layerdb::PinTrees(*store, std::to_string(::getpid()), {info->view});
-        if (!p)
-          spdlog::info("mount: view not pinned: {}", p.error().ToString());
-        STRATA_ASSIGN_OR_RETURN(auto lower, fs::StoredLowerSource::Open(
-                                                std::move(store), info->view));
-        if (p) lower->set_pin(std::move(*p));
+      mc, [root, view, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
+        STRATA_ASSIGN_OR_RETURN(auto lower,
+                                fs::StoredLowerSource::OpenPinned(root, view));
         return fs::UnionFs::Create(std::move(lower), uo);
       });
 }
@@ -140,7 +122,8 @@ void AddMountCommands(CLI::App& app, Context& ctx) {
                    "detach now, clean up when no longer busy");
   umount->callback([&ctx, u] {
     ctx.action = [u]() -> Result<int> {
-      STRATA_RETURN_IF_ERROR(fs::Unmount(Absolute(u->first), u->second));
+      STRATA_RETURN_IF_ERROR(
+          fs::Unmount(fs::AbsolutePath(u->first), u->second));
       return 0;
     };
   });

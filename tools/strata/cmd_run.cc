@@ -4,15 +4,12 @@
 
 #include <unistd.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
-#include "layerdb/base/sys.h"
 #include "tools/launcher/containers.h"
 #include "tools/launcher/image_command.h"
 #include "tools/launcher/launcher.h"
@@ -102,25 +99,11 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
                  "container name " + a.name + ": use letters, digits, _ . -");
   spec.container_id = a.name.empty() ? RandomId() : a.name;
   spec.container_dir = spec.store_root + "/containers/" + spec.container_id;
-  if (::access(spec.container_dir.c_str(), F_OK) == 0)
-    return Error(EEXIST, "run",
-                 "container " + spec.container_id +
-                     " exists (remove it with strata rm " + spec.container_id +
-                     ", or choose another --name)");
-  for (const char* d : {"/upper", "/work", "/rootfs"})
-    STRATA_RETURN_IF_ERROR(sys::MakeDirs(spec.container_dir + d, 0700));
-  spec.hostname =
-      a.hostname.empty() ? spec.container_id.substr(0, 12) : a.hostname;
-  STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(spec.container_dir + "/hostname",
-                                              spec.hostname + "\n"));
-  nlohmann::json meta = {{"id", spec.container_id},
-                         {"image", spec.image},
-                         {"command", spec.argv},
-                         {"created", static_cast<int64_t>(::time(nullptr))}};
-  STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(
-      spec.container_dir + "/config.json", meta.dump(2) + "\n"));
   if (a.net != "host" && a.net != "none")
     return Error(EINVAL, "run", "--net " + a.net + ": host or none");
+  spec.hostname =
+      a.hostname.empty() ? spec.container_id.substr(0, 12) : a.hostname;
+  STRATA_RETURN_IF_ERROR(launcher::CreateContainer(spec));
   spec.net_none = a.net == "none";
   spec.read_only = a.read_only;
   for (const auto& v : a.volumes) {
