@@ -41,7 +41,8 @@ struct Inode {
   // metacopy records.
   std::optional<LowerRef> lower;
   std::string lower_path;
-  uint32_t lower_nlink = 1;  // hardlink group in the lower tree when > 1
+  uint32_t lower_nlink = 1;   // hardlink group in the lower tree when > 1
+  blkcnt_t lower_blocks = 0;  // st_blocks of `lower` (a metacopy shows them)
 
   // Upper part. A directory keeps an O_PATH fd of its upper directory. A
   // non-directory is found by name (UnionFs::UpperPath): its index entry

@@ -61,7 +61,6 @@ struct UpperInfo {
   bool indexed = false;
   std::optional<uint32_t> group_nlink;
   std::optional<OverrideStat> override;
-  std::vector<std::string> xattr_names;
 };
 
 struct EntryOut {
@@ -106,7 +105,6 @@ class UnionFs {
   void set_attr_invalidator(std::function<void(uint64_t nodeid)> fn) {
     invalidate_attrs_ = std::move(fn);
   }
-  InodeTable& table() { return *table_; }
 
   Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
   void Forget(uint64_t nodeid, uint64_t n) { table_->Forget(nodeid, n); }
@@ -162,8 +160,11 @@ class UnionFs {
   // --- lookup and identity (union_lookup.cc); REQUIRES ns_mutex_ held.
   Result<std::shared_ptr<Inode>> LookupChild(const std::shared_ptr<Inode>& dir,
                                              std::string_view name);
+  // With `live`: a non-directory whose identity has a usable live Inode
+  // sets it and returns only `ino` (the rest would be discarded).
   Result<UpperInfo> ResolveUpper(const Inode& dir, std::string_view name,
-                                 const struct stat& st);
+                                 const struct stat& st,
+                                 std::shared_ptr<Inode>* live = nullptr);
   Result<std::shared_ptr<Inode>> FromUpper(const std::shared_ptr<Inode>& dir,
                                            std::string_view name,
                                            const struct stat& st);
@@ -196,8 +197,6 @@ class UnionFs {
       const std::string& path, const struct stat& st,
       const std::vector<std::pair<std::string, std::string>>& xattrs,
       bool is_symlink);
-  Result<std::vector<std::pair<std::string, std::string>>> XattrsOf(
-      Inode& node);
   Status SyncFile(int fd);
   Result<std::vector<DirListing::Item>> MergedListing(Inode& dir);
   Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);

@@ -38,6 +38,12 @@ bool HasName(const std::vector<std::string>& names, const std::string& n) {
   return false;
 }
 
+// A live Inode that an upper entry of type `st` may resolve to.
+bool UsableUpper(const Inode& live, const struct stat& st) {
+  return (live.type & S_IFMT) == (st.st_mode & S_IFMT) && live.has_upper &&
+         !live.unlinked;
+}
+
 }  // namespace
 
 Result<std::optional<LowerEntry>> UnionFs::LowerChild(const Inode& dir,
@@ -78,11 +84,12 @@ Result<bool> UnionFs::IsUpperWhiteout(const Inode& dir, std::string_view name,
 }
 
 Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
-                                        const struct stat& st) {
+                                        const struct stat& st,
+                                        std::shared_ptr<Inode>* live) {
   UpperInfo info;
   std::string path = ChildPath(dir, name);
-  STRATA_ASSIGN_OR_RETURN(info.xattr_names, host::ListXattrNames(path));
-  auto has = [&](const std::string& n) { return HasName(info.xattr_names, n); };
+  STRATA_ASSIGN_OR_RETURN(auto xattr_names, host::ListXattrNames(path));
+  auto has = [&](const std::string& n) { return HasName(xattr_names, n); };
   auto get = [&](const std::string& n) -> Result<std::optional<std::string>> {
     if (!has(n)) return std::optional<std::string>();
     return host::GetXattr(path, n);
@@ -134,6 +141,12 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
       break;
     }
   }
+  if (live != nullptr) {
+    if (auto node = table_->Find(info.ino); node && UsableUpper(*node, st)) {
+      *live = std::move(node);
+      return info;
+    }
+  }
   if (S_ISREG(st.st_mode) &&
       (has(both[0].MetaCopy()) || has(both[1].MetaCopy()))) {
     for (const UpperFormat& f : both) {
@@ -178,12 +191,11 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
 Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
     const std::shared_ptr<Inode>& dir, std::string_view name,
     const struct stat& st) {
-  STRATA_ASSIGN_OR_RETURN(UpperInfo info, ResolveUpper(*dir, name, st));
-  if (auto live = table_->Find(info.ino)) {
-    if ((live->type & S_IFMT) == (st.st_mode & S_IFMT) && live->has_upper &&
-        !live->unlinked)
-      return live;
-  }
+  std::shared_ptr<Inode> live;
+  STRATA_ASSIGN_OR_RETURN(UpperInfo info, ResolveUpper(*dir, name, st, &live));
+  if (live) return live;
+  if (auto found = table_->Find(info.ino); found && UsableUpper(*found, st))
+    return found;
   auto node = std::make_shared<Inode>(info.ino, st.st_mode & S_IFMT);
   node->has_upper = true;
   if (S_ISDIR(st.st_mode)) {
@@ -199,6 +211,7 @@ Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
     node->lower = info.lower->ref;
     node->lower_path = info.lower_path;
     node->lower_nlink = static_cast<uint32_t>(info.lower->st.st_nlink);
+    node->lower_blocks = info.lower->st.st_blocks;
   }
   node->metacopy = info.metacopy;
   node->override = info.override;
@@ -217,6 +230,7 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
   node->lower = le.ref;
   node->lower_path = JoinLower(dir->lower_path, name);
   node->lower_nlink = static_cast<uint32_t>(le.st.st_nlink);
+  node->lower_blocks = le.st.st_blocks;
   node->parent = dir;
   node->name = std::string(name);
   if (S_ISREG(le.st.st_mode) && le.st.st_nlink > 1 && index_fd_.valid()) {
@@ -265,10 +279,7 @@ Result<struct stat> UnionFs::StatOf(Inode& node) {
   struct stat st {};
   if (node.has_upper) {
     STRATA_ASSIGN_OR_RETURN(st, UpperStat(node));
-    if (node.metacopy && node.lower) {
-      STRATA_ASSIGN_OR_RETURN(struct stat ls, lower_->GetAttr(*node.lower));
-      st.st_blocks = ls.st_blocks;
-    }
+    if (node.metacopy) st.st_blocks = node.lower_blocks;
     if (node.override) {
       st.st_uid = node.override->uid;
       st.st_gid = node.override->gid;

@@ -174,19 +174,6 @@ Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
   return Ok();
 }
 
-Result<host::XattrList> UnionFs::XattrsOf(Inode& node) {
-  if (node.has_upper) {
-    STRATA_ASSIGN_OR_RETURN(auto all, host::ReadXattrs(UpperPath(node)));
-    host::XattrList out;
-    for (auto& kv : all)
-      if (!UpperFormat::IsPrivateXattr(kv.first) && kv.first != kOverrideStat)
-        out.push_back(std::move(kv));
-    return out;
-  }
-  if (!node.lower) return host::XattrList();
-  return lower_->Xattrs(*node.lower);
-}
-
 Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
   if (read_only()) return Error(EROFS, "copy-up");
   if (dir->has_upper) return Ok();
