@@ -93,7 +93,10 @@ void BM_LookupHit(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto e = r.Lookup(f.view, f.big, f.names[i++ % f.names.size()]);
-    if (!e || !*e) state.SkipWithError("lookup missed");
+    if (!e || !*e) {
+      state.SkipWithError("lookup missed");
+      break;
+    }
     benchmark::DoNotOptimize(e);
   }
   state.SetItemsProcessed(state.iterations());
@@ -106,7 +109,10 @@ void BM_LookupMiss(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto e = r.Lookup(f.view, f.big, f.misses[i++ % f.misses.size()]);
-    if (!e || *e) state.SkipWithError("lookup hit");
+    if (!e || *e) {
+      state.SkipWithError("lookup hit");
+      break;
+    }
     benchmark::DoNotOptimize(e);
   }
   state.SetItemsProcessed(state.iterations());
@@ -119,7 +125,10 @@ void BM_GetAttr(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto a = r.GetAttr(f.view, f.inos[i++ % f.inos.size()]);
-    if (!a || !*a) state.SkipWithError("getattr missed");
+    if (!a || !*a) {
+      state.SkipWithError("getattr missed");
+      break;
+    }
     benchmark::DoNotOptimize(a);
   }
   state.SetItemsProcessed(state.iterations());
@@ -132,7 +141,10 @@ void BM_LookupHitPerRequest(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto r = TreeReader::Begin(f.store.store());
-    if (!r) state.SkipWithError("begin failed");
+    if (!r) {
+      state.SkipWithError("begin failed");
+      break;
+    }
     auto e = r->Lookup(f.view, f.big, f.names[i++ % f.names.size()]);
     benchmark::DoNotOptimize(e);
   }
@@ -147,7 +159,10 @@ void BM_LookupHitPerRequestRenew(benchmark::State& state) {
   r.Reset();
   size_t i = 0;
   for (auto _ : state) {
-    if (!r.Renew()) state.SkipWithError("renew failed");
+    if (!r.Renew()) {
+      state.SkipWithError("renew failed");
+      break;
+    }
     auto e = r.Lookup(f.view, f.big, f.names[i++ % f.names.size()]);
     benchmark::DoNotOptimize(e);
     r.Reset();
@@ -161,7 +176,10 @@ void BM_GetAttrPerRequest(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto r = TreeReader::Begin(f.store.store());
-    if (!r) state.SkipWithError("begin failed");
+    if (!r) {
+      state.SkipWithError("begin failed");
+      break;
+    }
     auto a = r->GetAttr(f.view, f.inos[i++ % f.inos.size()]);
     benchmark::DoNotOptimize(a);
   }
@@ -186,7 +204,10 @@ void BM_ReadDirPage(benchmark::State& state) {
                     bytes += e.name.size();
                     return true;
                   });
-    if (!s || n != kPage) state.SkipWithError("short page");
+    if (!s || n != kPage) {
+      state.SkipWithError("short page");
+      break;
+    }
   }
   benchmark::DoNotOptimize(bytes);
   state.SetItemsProcessed(state.iterations() * kPage);
@@ -208,7 +229,10 @@ void BM_ReadDirPlusPage(benchmark::State& state) {
                                sum += e.name.size() + a.size;
                                return true;
                              });
-    if (!s || n != kPage) state.SkipWithError("short page");
+    if (!s || n != kPage) {
+      state.SkipWithError("short page");
+      break;
+    }
   }
   benchmark::DoNotOptimize(sum);
   state.SetItemsProcessed(state.iterations() * kPage);

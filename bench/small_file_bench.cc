@@ -117,7 +117,10 @@ void BM_SmallFileInline(benchmark::State& state) {
   for (auto _ : state) {
     TreeReader r = f.store.Reader();
     auto node = r.GetNode(f.view, inos[i++ % inos.size()]);
-    if (!node || !*node) state.SkipWithError("get failed");
+    if (!node || !*node) {
+      state.SkipWithError("get failed");
+      break;
+    }
     std::string_view data = (*node)->inline_data();
     std::memcpy(buf.data(), data.data(), data.size());
     benchmark::DoNotOptimize(buf.data());
@@ -132,9 +135,15 @@ void BM_SmallFileBlob(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto fd = f.store.store().blobs().OpenBlob(keys[i++ % keys.size()]);
-    if (!fd) state.SkipWithError("open failed");
+    if (!fd) {
+      state.SkipWithError("open failed");
+      break;
+    }
     auto n = sys::ReadFull(fd->get(), buf);
-    if (!n || *n != buf.size()) state.SkipWithError("short read");
+    if (!n || *n != buf.size()) {
+      state.SkipWithError("short read");
+      break;
+    }
     benchmark::DoNotOptimize(buf.data());
   }  // close
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -148,7 +157,10 @@ void BM_OpenContentInline(benchmark::State& state) {
   for (auto _ : state) {
     TreeReader r = f.store.Reader();
     auto c = r.OpenContent(f.view, inos[i++ % inos.size()]);
-    if (!c || c->in_blob()) state.SkipWithError("open failed");
+    if (!c || c->in_blob()) {
+      state.SkipWithError("open failed");
+      break;
+    }
     std::memcpy(buf.data(), c->inline_data.data(), c->inline_data.size());
     benchmark::DoNotOptimize(buf.data());
   }
@@ -163,9 +175,15 @@ void BM_OpenContentBlob(benchmark::State& state) {
   for (auto _ : state) {
     TreeReader r = f.store.Reader();
     auto c = r.OpenContent(f.view, inos[i++ % inos.size()]);
-    if (!c || !c->in_blob()) state.SkipWithError("open failed");
+    if (!c || !c->in_blob()) {
+      state.SkipWithError("open failed");
+      break;
+    }
     auto n = sys::PreadFull(c->fd.get(), buf, 0);
-    if (!n || *n != buf.size()) state.SkipWithError("short read");
+    if (!n || *n != buf.size()) {
+      state.SkipWithError("short read");
+      break;
+    }
     benchmark::DoNotOptimize(buf.data());
   }
   state.SetBytesProcessed(state.iterations() * state.range(0));
@@ -226,7 +244,10 @@ void BM_GetAttrInlineLoad(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     auto a = r.GetAttr(f->view, f->inos[i++ % f->inos.size()]);
-    if (!a || !*a) state.SkipWithError("getattr missed");
+    if (!a || !*a) {
+      state.SkipWithError("getattr missed");
+      break;
+    }
     benchmark::DoNotOptimize(a);
   }
   state.SetItemsProcessed(state.iterations());

@@ -3,6 +3,7 @@
 // Helpers shared by export_test.cc and export_oci_test.cc: a temp store to
 // build layers in, and a libarchive reader that returns every field of
 // every member of a tar (plain or gzip) so that tests can assert on them.
+// The import tests use ArchiveWriteToString to build their tars.
 
 #include <stdio.h>
 #include <sys/stat.h>
@@ -139,6 +140,18 @@ inline std::vector<TarMember> ReadTar(const std::string& path) {
     ADD_FAILURE() << path << ": " << archive_error_string(a);
   archive_read_free(a);
   return out;
+}
+
+// Opens the libarchive writer `a` (format and filters already set) to
+// append everything it writes to *out.
+inline void ArchiveWriteToString(archive* a, std::string* out) {
+  archive_write_open(
+      a, out, nullptr,
+      [](archive*, void* d, const void* buf, size_t n) -> la_ssize_t {
+        static_cast<std::string*>(d)->append(static_cast<const char*>(buf), n);
+        return static_cast<la_ssize_t>(n);
+      },
+      nullptr);
 }
 
 inline std::vector<std::string> Paths(const std::vector<TarMember>& members) {

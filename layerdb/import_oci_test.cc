@@ -17,6 +17,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "layerdb/export_test_util.h"
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
 #include "layerdb/mem_tree.h"
@@ -29,9 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-bool HaveTool(const std::string& name) {
-  return std::system(("command -v " + name + " >/dev/null 2>&1").c_str()) == 0;
-}
+using test_util::HaveTool;
 
 std::string ReadText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -154,12 +153,14 @@ class ImportOciTest : public ::testing::Test {
       skip_reason = "umoci is not installed";
       return;
     }
-    skip_reason = BuildUmociLayout(fixture_dir);
+    // umoci is there, so a fixture it cannot build is a failure, not a skip.
+    fixture_error = BuildUmociLayout(fixture_dir);
   }
   static void TearDownTestSuite() { fs::remove_all(fixture_dir); }
 
   void SetUp() override {
     if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
+    ASSERT_EQ(fixture_error, "");
     dir_ = MakeTempDir("oci-test");
     ASSERT_FALSE(dir_.empty());
     auto s = Store::Open(dir_ + "/store", Store::Mode::kReadWrite);
@@ -223,13 +224,15 @@ class ImportOciTest : public ::testing::Test {
   }
 
   static std::string fixture_dir;
-  static std::string skip_reason;
+  static std::string skip_reason;    // a tool is missing
+  static std::string fixture_error;  // the tools failed
   std::string dir_;
   std::unique_ptr<Store> store_;
 };
 
 std::string ImportOciTest::fixture_dir;
 std::string ImportOciTest::skip_reason;
+std::string ImportOciTest::fixture_error;
 
 TEST_F(ImportOciTest, UmociLayoutWithWhiteout) {
   std::string layout = CopyLayout();
@@ -476,18 +479,14 @@ TEST_F(ImportOciTest, HostileCorpusLayouts) {
   if (!fs::exists(script) || !HaveTool("python3"))
     GTEST_SKIP() << "tests/fixtures/hostile/make-corpus or python3 not found";
   std::string corpus = dir_ + "/corpus";
-  if (!Sh("python3 " + script + " " + corpus, dir_ + "/corpus.log"))
-    GTEST_SKIP() << "make-corpus failed: " << ReadText(dir_ + "/corpus.log");
-  if (fs::exists(corpus + "/oci-bad-digest"))
-    ExpectCleanFailure(Import(corpus + "/oci-bad-digest"), EIO, {"digest"});
-  if (fs::exists(corpus + "/oci-missing-blob"))
-    ExpectCleanFailure(Import(corpus + "/oci-missing-blob"), ENOENT,
-                       {"references missing layer"});
-  if (fs::exists(corpus + "/oci-good")) {
-    auto r = Import(corpus + "/oci-good");
-    ASSERT_TRUE(r) << r.error().ToString();
-    EXPECT_EQ(r->image.name, "oci-good:latest");
-  }
+  ASSERT_TRUE(Sh("python3 " + script + " " + corpus, dir_ + "/corpus.log"))
+      << "make-corpus failed: " << ReadText(dir_ + "/corpus.log");
+  ExpectCleanFailure(Import(corpus + "/oci-bad-digest"), EIO, {"digest"});
+  ExpectCleanFailure(Import(corpus + "/oci-missing-blob"), ENOENT,
+                     {"references missing layer"});
+  auto r = Import(corpus + "/oci-good");
+  ASSERT_TRUE(r) << r.error().ToString();
+  EXPECT_EQ(r->image.name, "oci-good:latest");
 }
 
 // --- docker-archive -------------------------------------------------------
@@ -502,13 +501,7 @@ std::string MakeArchive(const std::vector<ArchiveMember>& members) {
   std::string out;
   archive* a = archive_write_new();
   archive_write_set_format_pax(a);
-  archive_write_open(
-      a, &out, nullptr,
-      [](archive*, void* d, const void* buf, size_t n) -> la_ssize_t {
-        static_cast<std::string*>(d)->append(static_cast<const char*>(buf), n);
-        return static_cast<la_ssize_t>(n);
-      },
-      nullptr);
+  test_util::ArchiveWriteToString(a, &out);
   for (const ArchiveMember& m : members) {
     archive_entry* e = archive_entry_new();
     archive_entry_set_pathname(e, m.name.c_str());
@@ -532,7 +525,7 @@ class ImportDockerArchiveTest : public ImportOciTest {
  protected:
   static void SetUpTestSuite() {
     ImportOciTest::SetUpTestSuite();
-    if (!skip_reason.empty()) return;
+    if (!skip_reason.empty() || !fixture_error.empty()) return;
     if (!HaveTool("skopeo")) {
       skip_reason = "skopeo is not installed";
       return;
@@ -542,7 +535,7 @@ class ImportDockerArchiveTest : public ImportOciTest {
                 "/img:latest docker-archive:" + fixture_dir +
                 "/save.tar:foo/bar:v1",
             log))
-      skip_reason = "skopeo copy failed: " + ReadText(log);
+      fixture_error = "skopeo copy failed: " + ReadText(log);
   }
 
   Result<std::vector<ImportedImage>> ImportArchive(const std::string& file,

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/export_test_util.h"
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
 #include "layerdb/mem_tree.h"
@@ -50,13 +51,7 @@ std::string MakeTar(const std::vector<Member>& members,
   if (filter == "gzip") archive_write_add_filter_gzip(a);
   if (filter == "zstd") archive_write_add_filter_zstd(a);
   archive_write_set_bytes_in_last_block(a, 1);
-  archive_write_open(
-      a, &out, nullptr,
-      [](archive*, void* d, const void* buf, size_t n) -> la_ssize_t {
-        static_cast<std::string*>(d)->append(static_cast<const char*>(buf), n);
-        return static_cast<la_ssize_t>(n);
-      },
-      nullptr);
+  test_util::ArchiveWriteToString(a, &out);
   for (const Member& m : members) {
     archive_entry* e = archive_entry_new();
     archive_entry_set_pathname(e, m.name.c_str());
@@ -157,6 +152,22 @@ class ImportTarTest : public ::testing::Test {
 
   Result<LayerInfo> Import(const std::string& bytes) {
     return ImportTarLayer(*store_, Write("in.tar", bytes), ImportOptions{});
+  }
+
+  // Imports `bytes` as a layer and loads its tree: null, with the failure
+  // recorded, if either fails.
+  TreeNodePtr ImportTree(const std::string& bytes) {
+    auto layer = Import(bytes);
+    if (!layer) {
+      ADD_FAILURE() << "import: " << layer.error().ToString();
+      return nullptr;
+    }
+    auto tree = store_->LoadTree(layer->id);
+    if (!tree) {
+      ADD_FAILURE() << "load: " << tree.error().ToString();
+      return nullptr;
+    }
+    return *tree;
   }
 
   void ExpectNoLayers() {
@@ -315,11 +326,9 @@ TEST_F(ImportTarTest, AclModeHasTheMaskInItsGroupBits) {
       {"binary xattr only, header with group::", 02600, binary},
   };
   for (const Case& c : cases) {
-    auto layer = Import(PaxTar("f", c.header_mode, c.records, "x\n"));
-    ASSERT_TRUE(layer) << c.what << ": " << layer.error().ToString();
-    auto tree = store_->LoadTree(layer->id);
-    ASSERT_TRUE(tree) << tree.error().ToString();
-    const TreeNode* f = Find(*tree, "f");
+    TreeNodePtr tree = ImportTree(PaxTar("f", c.header_mode, c.records, "x\n"));
+    ASSERT_NE(tree, nullptr) << c.what;
+    const TreeNode* f = Find(tree, "f");
     ASSERT_NE(f, nullptr) << c.what;
     EXPECT_EQ(f->node.attr.mode, S_IFREG | 02640u) << c.what;
     ASSERT_EQ(f->node.xattrs.size(), 1u) << c.what;
@@ -340,11 +349,9 @@ TEST_F(ImportTarTest, AclModeFollowsTheBinaryFormWhenBothDiffer) {
       PaxRecord("SCHILY.acl.access",
                 "user::rw-,user:1000:r--,group::---,mask::r--,other::---") +
       PaxRecord("SCHILY.xattr.system.posix_acl_access", EncodeAclXattr(acl));
-  auto layer = Import(PaxTar("f", 0640, records, "x\n"));
-  ASSERT_TRUE(layer) << layer.error().ToString();
-  auto tree = store_->LoadTree(layer->id);
-  ASSERT_TRUE(tree) << tree.error().ToString();
-  const TreeNode* f = Find(*tree, "f");
+  TreeNodePtr tree = ImportTree(PaxTar("f", 0640, records, "x\n"));
+  ASSERT_NE(tree, nullptr);
+  const TreeNode* f = Find(tree, "f");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->node.attr.mode, S_IFREG | 0751u);
   ASSERT_EQ(f->node.xattrs.size(), 1u);
@@ -356,11 +363,9 @@ TEST_F(ImportTarTest, AclModeFollowsTheBinaryFormWhenBothDiffer) {
 TEST_F(ImportTarTest, UnreadableAclXattrLeavesTheHeaderMode) {
   std::string records =
       PaxRecord("SCHILY.xattr.system.posix_acl_access", "not an ACL");
-  auto layer = Import(PaxTar("f", 0640, records, "x\n"));
-  ASSERT_TRUE(layer) << layer.error().ToString();
-  auto tree = store_->LoadTree(layer->id);
-  ASSERT_TRUE(tree) << tree.error().ToString();
-  const TreeNode* f = Find(*tree, "f");
+  TreeNodePtr tree = ImportTree(PaxTar("f", 0640, records, "x\n"));
+  ASSERT_NE(tree, nullptr);
+  const TreeNode* f = Find(tree, "f");
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(f->node.attr.mode, S_IFREG | 0640u);
   ASSERT_EQ(f->node.xattrs.size(), 1u);

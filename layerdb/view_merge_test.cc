@@ -63,11 +63,16 @@ class ViewMergeTest : public ::testing::Test {
     return layers_.back();
   }
 
-  TreeNodePtr Merge() {
+  // Merges the stack bottom to top; the result as MergeLayers returns it.
+  Result<TreeNodePtr> TryMerge() const {
     std::vector<TreeNodePtr> roots;
     for (const LayerBuilder& b : layers_)
       roots.push_back(b.root());
-    auto view = MergeLayers(roots);
+    return MergeLayers(roots);
+  }
+
+  TreeNodePtr Merge() const {
+    auto view = TryMerge();
     EXPECT_TRUE(view) << view.error().ToString();
     return view ? *view : MakeDirNode(0755, 0);
   }
@@ -384,10 +389,7 @@ TEST_F(ViewMergeTest, ExternalHardlinkToAMissingTargetIsEnoent) {
   Add(Layer(), "a", File("a"));
   auto& l2 = Layer(/*allow_external_links=*/true);
   Link(l2, "b", "missing");
-  std::vector<TreeNodePtr> roots;
-  for (const LayerBuilder& b : layers_)
-    roots.push_back(b.root());
-  auto v = MergeLayers(roots);
+  auto v = TryMerge();
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().code(), ENOENT);
 }
@@ -397,10 +399,7 @@ TEST_F(ViewMergeTest, ExternalHardlinkToAWhitedOutTargetIsEnoent) {
   Add(Layer(), ".wh.a", Whiteout());
   auto& l3 = Layer(/*allow_external_links=*/true);
   Link(l3, "b", "a");
-  std::vector<TreeNodePtr> roots;
-  for (const LayerBuilder& b : layers_)
-    roots.push_back(b.root());
-  auto v = MergeLayers(roots);
+  auto v = TryMerge();
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().code(), ENOENT);
 }

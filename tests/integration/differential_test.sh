@@ -5,7 +5,7 @@
 # compares every outcome and, every 25 ops and around an unmount/remount of both, the
 # whole trees. A divergence is minimized to a short reproducer (printed) and fails.
 #
-# Subject: FSDIFF_SUBJECT=strata-overlay (default; skipped while $STRATA_BUILD/bin/
+# Subject: FSDIFF_SUBJECT=strata-overlay (default; fails while $STRATA_BUILD/bin/
 # strata-overlay is not built) compared strictly; FSDIFF_SUBJECT=fuse-overlayfs runs the
 # same seeds with --allow-known (fuse-overlayfs 1.10's known divergences tolerated: a
 # check that the harness runs clean); FSDIFF_SUBJECT=kernel compares kernel overlayfs with
@@ -20,7 +20,7 @@ extra=()
 case $subject in
   strata-overlay)
     bin=$STRATA_BUILD/bin/strata-overlay
-    [[ -x $bin ]] || skip "strata-overlay is not built ($bin); FSDIFF_SUBJECT=fuse-overlayfs tests the harness"
+    [[ -x $bin ]] || fail "strata-overlay is not built ($bin): build it (FSDIFF_SUBJECT=fuse-overlayfs tests the harness alone)"
     extra=(--subject-bin "$bin")
     ;;
   fuse-overlayfs)

@@ -790,15 +790,24 @@ class Union:
             cmd = ["mount", "-t", "overlay", "overlay", "-o", o, self.mnt]
         else:
             cmd = [self.binary, "-o", o, self.mnt]
-        with open(self.log, "ab") as lf:
-            try:
-                r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf, stderr=lf,
-                                   timeout=60)
-            except subprocess.TimeoutExpired:
-                self.daemons = pids_with_arg(self.mnt)
-                MOUNTED.append(self)
-                raise RuntimeError("%s: `%s` did not return in 60s (it must daemonize)" % (
-                    self.name, " ".join(cmd)))
+        # A union lazily detached by the last umount (its worker was slow to let
+        # go of it) keeps its upper in use until its last user is gone: kernel
+        # overlayfs (index=on) and strata both refuse the upper meanwhile, so
+        # retry for a while before calling it a failure.
+        deadline = time.time() + 15
+        while True:
+            with open(self.log, "ab") as lf:
+                try:
+                    r = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=lf,
+                                       stderr=lf, timeout=60)
+                except subprocess.TimeoutExpired:
+                    self.daemons = pids_with_arg(self.mnt)
+                    MOUNTED.append(self)
+                    raise RuntimeError("%s: `%s` did not return in 60s (it must daemonize)"
+                                       % (self.name, " ".join(cmd)))
+            if r.returncode == 0 or time.time() > deadline:
+                break
+            time.sleep(0.2)
         if r.returncode != 0:
             raise RuntimeError("%s: `%s` exited %d: %s" % (self.name, " ".join(cmd),
                                                           r.returncode, self.tail()))

@@ -246,11 +246,12 @@ elapsed() {
   printf '%d.%02d' $((us / 1000000)) $((us % 1000000 / 10000))
 }
 
-# step LABEL CMD...: run CMD, print its wall time; on failure fail naming LABEL and CMD.
-# CMD runs in a subshell with errexit in force (also for shell functions), so it cannot
-# change the test's variables.
-step() {
-  local label=$1 start rc
+# timed LABEL CMD...: run CMD, print its wall time, and leave its exit status in TIMED_RC
+# (step and check). CMD runs in a subshell with errexit in force (also for shell
+# functions), so it cannot change the test's variables. errexit is switched off around
+# the subshell rather than tested with || or if, which would turn it off inside CMD too.
+timed() {
+  local label=$1 start
   shift
   start=$EPOCHREALTIME
   set +e
@@ -258,29 +259,25 @@ step() {
     set -e
     "$@"
   )
-  rc=$?
+  TIMED_RC=$?
   set -e
   printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" "$label"
-  ((rc == 0)) || fail "$label: \`$*\` exited $rc"
+}
+
+# step LABEL CMD...: run CMD (see timed); on failure fail naming LABEL and CMD.
+step() {
+  timed "$@"
+  ((TIMED_RC == 0)) || fail "$1: \`${*:2}\` exited $TIMED_RC"
 }
 
 # check LABEL CMD...: like step, but a failure is recorded (a PROBLEM line) and the test
 # goes on; finish then fails. For checks whose failure does not stop the later ones.
 PROBLEMS=0
 check() {
-  local label=$1 start rc
-  shift
-  start=$EPOCHREALTIME
-  set +e
-  (
-    set -e
-    "$@"
-  )
-  rc=$?
-  set -e
-  printf '[%s] %7ss  %s\n' "$TEST_NAME" "$(elapsed "$start")" "$label"
-  if ((rc != 0)); then
-    printf '[%s] PROBLEM: %s: `%s` exited %d\n' "$TEST_NAME" "$label" "$*" "$rc"
+  timed "$@"
+  if ((TIMED_RC != 0)); then
+    # shellcheck disable=SC2016 # the backquotes are literal
+    printf '[%s] PROBLEM: %s: `%s` exited %d\n' "$TEST_NAME" "$1" "${*:2}" "$TIMED_RC"
     PROBLEMS=$((PROBLEMS + 1))
   fi
 }
