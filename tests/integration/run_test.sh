@@ -35,10 +35,21 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
     expect "$who: exit $want" "$want" "$rc"
   done
   rc=0
-  "${S[@]}" run --rm bb /bin/sh -c 'kill -9 $$' || rc=$?
-  expect "$who: killed by signal 9" 137 "$rc"
+  "${S[@]}" run --rm --init bb /bin/sh -c 'kill -9 $$' || rc=$?
+  expect "$who: killed by signal 9 (--init)" 137 "$rc"
+  "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 31' & # "31" names only sleep
+  local runner=$!
+  BG_PIDS+=("$runner")
+  for _ in $(seq 50); do
+    [[ -n $(pids_naming -x 31) ]] && break
+    sleep 0.1
+  done
+  kill -KILL "$(pids_naming -x 31)"
+  rc=0
+  wait "$runner" || rc=$?
+  expect "$who: PID 1 killed by signal 9 from the host" 137 "$rc"
   out=$("${S[@]}" run --rm --hostname box bb /bin/sh -c 'echo $(hostname) $(id -u) $$')
-  expect "$who: hostname, root inside, the shell's pid" "box 0 2" "$out"
+  expect "$who: hostname, root inside, the shell is PID 1" "box 0 1" "$out"
   out=$("${S[@]}" run --rm -e A=1 -w /etc bb /bin/sh -c 'echo $A $(pwd)')
   expect "$who: -e and -w" "1 /etc" "$out"
   mkdir -p "$WORK/vol-$who" && echo host >"$WORK/vol-$who/in" && chmod -R a+rwX "$WORK/vol-$who"
@@ -59,7 +70,7 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   # A running container: ps shows it, rm refuses it, rm -f kills it; SIGTERM to
   # strata run reaches the command.
   "${S[@]}" run --name c3 bb /bin/sh -c 'sleep 30' &
-  local runner=$!
+  runner=$!
   BG_PIDS+=("$runner")
   for _ in $(seq 50); do
     "${S[@]}" ps | grep -q '^c3 .*running' && break
@@ -80,8 +91,26 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   rc=0
   wait "$runner" || rc=$?
   expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
-  # Orphans are reaped by PID 1; a SIGKILLed strata run leaves no process or mount.
-  out=$("${S[@]}" run --rm bb /bin/sh -c '(sleep 0.2 &); (sleep 0.2 &); sleep 1; ps -o stat | grep -c "^Z" || true')
+  # The command is PID 1 and has no TERM handler: the kernel would drop the
+  # signal, strata does what its default action would.
+  "${S[@]}" run --rm bb sleep 30 &
+  runner=$!
+  BG_PIDS+=("$runner")
+  for _ in $(seq 50); do
+    [[ -n $(pids_naming -x 30) ]] && break
+    sleep 0.1
+  done
+  kill -TERM "$runner"
+  rc=0
+  wait "$runner" || rc=$?
+  expect "$who: SIGTERM ends a PID 1 that does not handle it" 143 "$rc"
+  out=$("${S[@]}" run --rm bb ps -o pid,args | sed -n 2p | tr -s ' ')
+  expect "$who: ps shows the command as PID 1" "1 ps -o pid,args" "${out# }"
+  out=$("${S[@]}" run --rm --init bb ps -o pid,args | sed -n 3p | tr -s ' ')
+  expect "$who: with --init the command is PID 2" "2 ps -o pid,args" "${out# }"
+  # Orphans are reaped by --init's PID 1; a SIGKILLed strata run leaves no
+  # process or mount.
+  out=$("${S[@]}" run --rm --init bb /bin/sh -c '(sleep 0.2 &); (sleep 0.2 &); sleep 1; ps -o stat | grep -c "^Z" || true')
   expect "$who: orphaned children are reaped (no zombies)" 0 "$out"
   "${S[@]}" run --name k1 bb /bin/sh -c 'sleep 61' &
   runner=$!

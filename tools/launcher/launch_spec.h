@@ -29,6 +29,9 @@ struct LaunchSpec {
   std::vector<std::string> env;
   std::string cwd = "/";
   std::string user;  // "" (root), or USER[:GROUP] as names or numbers
+  // PID 1 is a tiny init that reaps orphans and forwards signals (--init);
+  // else the command is PID 1 itself, as in docker and podman.
+  bool init = false;
 
   // The sandbox.
   std::string hostname;

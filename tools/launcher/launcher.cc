@@ -11,10 +11,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "fs/session.h"
 #include "fs/stored_lower.h"
@@ -35,19 +39,57 @@ constexpr int kSetupFailed = 125;  // docker's status for "could not start"
 constexpr int kForwarded[] = {SIGINT,  SIGTERM, SIGHUP,   SIGQUIT,
                               SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 volatile sig_atomic_t g_forward_to = 0;
+// Signals forwarded since the waiting loop last looked (a bit per signal;
+// lock-free, so async-signal-safe).
+std::atomic<int> g_forwarded{0};
 
 void Forward(int sig) {
   if (g_forward_to > 0) ::kill(g_forward_to, sig);
+  g_forwarded.fetch_or(1 << sig);
 }
 
-void ForwardSignalsTo(pid_t pid) {
+// `interrupt`: waitpid returns EINTR after a forwarded signal, so that the
+// waiting loop can act on it (see EmulateDefaultAction).
+void ForwardSignalsTo(pid_t pid, bool interrupt = false) {
   g_forward_to = pid;
   struct sigaction sa {};
   sa.sa_handler = Forward;
-  sa.sa_flags = SA_RESTART;
+  sa.sa_flags = interrupt ? 0 : SA_RESTART;
   ::sigemptyset(&sa.sa_mask);
   for (int sig : kForwarded)
     ::sigaction(sig, &sa, nullptr);
+}
+
+// The signal mask of `field` ("SigCgt:", "SigBlk:", "SigIgn:") in
+// /proc/PID/status, 0 when unreadable.
+uint64_t SignalMask(pid_t pid, std::string_view field) {
+  auto status = sys::ReadFile("/proc/" + std::to_string(pid) + "/status");
+  if (!status) return 0;
+  size_t at = status->find(field);
+  if (at == std::string::npos) return 0;
+  return std::strtoull(status->c_str() + at + field.size(), nullptr, 16);
+}
+
+bool TerminatesByDefault(int sig) {
+  return sig != SIGWINCH && sig != SIGCONT;
+}
+
+// The kernel drops signals to a PID namespace's init that it has no handler
+// for, so a command that is PID 1 (docker's default) would ignore SIGTERM it
+// never asked to ignore. Do what the default action would have done: when
+// the command neither catches, blocks nor ignores the signal, kill it, and
+// report the signal as its cause of death. Returns that signal, or 0.
+int EmulateDefaultAction(pid_t init) {
+  int pending = g_forwarded.exchange(0);
+  uint64_t handled = SignalMask(init, "SigCgt:") | SignalMask(init, "SigBlk:") |
+                     SignalMask(init, "SigIgn:");
+  for (int sig : kForwarded) {
+    if ((pending & (1 << sig)) == 0 || !TerminatesByDefault(sig)) continue;
+    if ((handled & (uint64_t{1} << (sig - 1))) != 0) continue;
+    ::kill(init, SIGKILL);
+    return sig;
+  }
+  return 0;
 }
 
 int StatusOf(int wstatus) {
@@ -63,6 +105,24 @@ int WaitFor(pid_t pid) {
     pid_t got = ::waitpid(-1, &ws, 0);
     if (got == pid) return StatusOf(ws);
     if (got < 0 && errno == ECHILD) return kSetupFailed;
+  }
+}
+
+// Stage A's wait for the container's PID 1, emulating default signal
+// actions for it (EmulateDefaultAction).
+int WaitForInit(pid_t init) {
+  int killed_by = 0;
+  while (true) {
+    int ws = 0;
+    pid_t got = ::waitpid(init, &ws, 0);
+    if (got == init) {
+      bool emulated =
+          killed_by != 0 && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL;
+      return emulated ? 128 + killed_by : StatusOf(ws);
+    }
+    if (got < 0 && errno != EINTR) return kSetupFailed;
+    if (int sig = EmulateDefaultAction(init); sig != 0 && killed_by == 0)
+      killed_by = sig;
   }
 }
 
@@ -148,7 +208,8 @@ Result<std::string> ReadIfThere(const std::string& path) {
   _exit(err == ENOENT ? 127 : 126);
 }
 
-// PID 1 of the container.
+// PID 1 of the container: the command itself (docker's default), or with
+// --init a tiny init that reaps orphans and forwards signals to it.
 [[noreturn]] void StageB(const LaunchSpec& spec, pid_t stage_a, bool full_map,
                          bool rootless, int err_fd) {
   // Stage A is outside this PID namespace (getppid() is 0 here): only the
@@ -171,9 +232,11 @@ Result<std::string> ReadIfThere(const std::string& path) {
   auto user =
       ResolveUser(spec.user, passwd ? *passwd : "", group ? *group : "");
   if (!user) Fail(err_fd, user.error());
+  bool can_setgroups = full_map || !rootless;
+  if (!spec.init) ExecCommand(spec, *user, can_setgroups, err_fd);
   pid_t cmd = ::fork();
   if (cmd < 0) Fail(err_fd, Error::FromErrno("fork", "command"));
-  if (cmd == 0) ExecCommand(spec, *user, full_map || !rootless, err_fd);
+  if (cmd == 0) ExecCommand(spec, *user, can_setgroups, err_fd);
   ForwardSignalsTo(cmd);
   _exit(WaitFor(cmd));
 }
@@ -241,8 +304,8 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   if (init < 0)
     Fail(err_fd, Error::FromErrno("clone", "PID/UTS/IPC namespaces"));
   (*mount)->Start();
-  ForwardSignalsTo(init);
-  int status = WaitFor(init);
+  ForwardSignalsTo(init, /*interrupt=*/true);
+  int status = WaitForInit(init);
   mount->reset();  // unmount, stop serving
   _exit(status);
 }

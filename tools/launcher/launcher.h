@@ -4,11 +4,15 @@
 //   strata run ──fork──► stage A: user namespace (rootless) + mount namespace;
 //                        serves the image through FUSE (the daemon lives in
 //                        the container's namespaces: no setuid helper)
-//                └─fork──► stage B: PID 1 of new PID/UTS/IPC[/net] and mount
-//                          namespaces: mounts /proc, /dev, /sys, pivots,
-//                          reaps zombies, forwards signals
-//                          └─fork──► the command (setsid, user, no_new_privs,
-//                                    bounded capabilities, exec)
+//                └─clone─► stage B: PID 1 of new PID/UTS/IPC[/net] and mount
+//                          namespaces: mounts /proc, /dev, /sys, pivots, then
+//                          becomes the command (setsid, user, no_new_privs,
+//                          bounded capabilities, exec), as in docker; stage A
+//                          forwards signals and does what their default
+//                          action would (the kernel drops them for an init)
+//                          └─fork──► with --init, the command, while stage B
+//                                    stays a tiny init: reaps orphans and
+//                                    forwards signals
 // Every stage dies with its parent (PR_SET_PDEATHSIG), so a killed `strata
 // run` leaves no process and, with stage A's mount namespace, no mount.
 

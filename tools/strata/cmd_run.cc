@@ -22,7 +22,7 @@ namespace {
 struct RunArgs {
   std::string name, hostname, net = "host", entrypoint, workdir, user;
   std::vector<std::string> env, env_files, volumes, tmpfs, command;
-  bool rm = false, read_only = false, has_entrypoint = false;
+  bool rm = false, read_only = false, has_entrypoint = false, init = false;
   std::string image;
 };
 
@@ -111,6 +111,7 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
     spec.volumes.push_back(vol);
   }
   spec.tmpfs = a.tmpfs;
+  spec.init = a.init;
   auto status = launcher::Launch(spec);
   if (a.rm) {
     auto removed =
@@ -148,6 +149,9 @@ void AddRunCommands(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   run->add_option("--net", a->net, "host (default) or none (loopback only)");
   run->add_option("--hostname", a->hostname, "host name in the container");
+  run->add_flag("--init", a->init,
+                "PID 1 is a tiny init that reaps orphaned processes and "
+                "forwards signals (else the command is PID 1)");
   run->add_flag("--read-only", a->read_only,
                 "mount the container's root read-only");
   run->add_option("--entrypoint", a->entrypoint,
