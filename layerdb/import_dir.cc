@@ -193,6 +193,8 @@ class DirImporter {
       : store_(store), root_(std::move(root)), opts_(opts) {}
 
   Status Walk();
+  // Only the parts of the tree `changes` names (ImportChangesLayer).
+  Status WalkChanges(const ChangeSet& changes);
   const LayerBuilder& builder() const { return builder_; }
 
  private:
@@ -206,8 +208,13 @@ class DirImporter {
   };
 
   Status Visit(int dirfd, const std::string& name, const std::string& rel);
+  Status WalkFrames();
+  Status VisitSubtree(const std::string& rel);
+  Status VisitAlone(const std::string& rel);
+  Result<UniqueFd> OpenParent(const std::string& rel);
+  // Adds the directory; with `descend`, pushes a frame to walk its entries.
   Status EnterDir(int dirfd, const std::string& name, const std::string& rel,
-                  int flags);
+                  int flags, bool descend = true);
   Status LeaveDir();
   Result<Node> ReadRegular(int dirfd, const std::string& name,
                            const std::string& rel);
@@ -246,6 +253,101 @@ void DirImporter::CountBytes(uint64_t n) {
 Status DirImporter::Walk() {
   // The root itself may be a symlink: the user named it, so follow it.
   STRATA_RETURN_IF_ERROR(EnterDir(AT_FDCWD, root_, "", 0));
+  STRATA_RETURN_IF_ERROR(WalkFrames());
+  if (opts_.progress) opts_.progress(bytes_done_, bytes_done_);
+  return Ok();
+}
+
+std::string ParentOf(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? "" : rel.substr(0, slash);
+}
+
+std::string BaseName(const std::string& rel) {
+  size_t slash = rel.rfind('/');
+  return slash == std::string::npos ? rel : rel.substr(slash + 1);
+}
+
+bool IsUnder(const std::string& rel, const std::string& dir) {
+  return dir.empty() || (rel.size() > dir.size() && rel.starts_with(dir) &&
+                         rel[dir.size()] == '/');
+}
+
+Status DirImporter::WalkChanges(const ChangeSet& changes) {
+  std::vector<std::string> replaced = changes.replaced;
+  std::sort(replaced.begin(), replaced.end());
+  // A replaced directory inside another one is already part of it.
+  std::vector<std::string> roots;
+  for (const auto& r : replaced)
+    if (roots.empty() || (r != roots.back() && !IsUnder(r, roots.back())))
+      roots.push_back(r);
+  auto in_replaced = [&](const std::string& rel) {
+    return std::any_of(roots.begin(), roots.end(), [&](const auto& r) {
+      return rel == r || IsUnder(rel, r);
+    });
+  };
+  std::vector<std::string> changed = changes.changed;
+  std::sort(changed.begin(), changed.end());  // parents before children
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  for (const auto& rel : changed)
+    if (!in_replaced(rel)) STRATA_RETURN_IF_ERROR(VisitAlone(rel));
+  for (const auto& rel : roots)
+    STRATA_RETURN_IF_ERROR(VisitSubtree(rel));
+  for (const auto& rel : changes.deleted) {
+    std::string parent = ParentOf(rel);
+    std::string wh = ".wh." + BaseName(rel);
+    Status s = builder_.Add(parent.empty() ? wh : parent + "/" + wh, Node());
+    if (!s) return s.error().WithContext(root_);
+  }
+  if (opts_.progress) opts_.progress(bytes_done_, bytes_done_);
+  return Ok();
+}
+
+// The directory that holds `rel`, opened one component at a time without
+// following symlinks (the tree is the source of names, never of paths).
+Result<UniqueFd> DirImporter::OpenParent(const std::string& rel) {
+  auto fd = sys::OpenAt(AT_FDCWD, root_, O_RDONLY | O_DIRECTORY);
+  if (!fd) return AtPath(fd.error(), root_);
+  std::string parent = ParentOf(rel);
+  for (size_t pos = 0; !parent.empty() && pos <= parent.size();) {
+    size_t end = parent.find('/', pos);
+    if (end == std::string::npos) end = parent.size();
+    auto next = sys::OpenAt(fd->get(), parent.substr(pos, end - pos),
+                            O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!next) return AtPath(next.error(), HostPath(parent.substr(0, end)));
+    fd = std::move(next);
+    pos = end + 1;
+  }
+  return fd;
+}
+
+// One changed entry; a directory only with its own attributes.
+Status DirImporter::VisitAlone(const std::string& rel) {
+  if (rel.empty()) return EnterDir(AT_FDCWD, root_, "", 0, /*descend=*/false);
+  STRATA_ASSIGN_OR_RETURN(UniqueFd dir, OpenParent(rel));
+  std::string name = BaseName(rel);
+  auto st = sys::FstatAt(dir.get(), name, AT_SYMLINK_NOFOLLOW);
+  if (!st) return AtPath(st.error(), HostPath(rel));
+  if (S_ISDIR(st->st_mode))
+    return EnterDir(dir.get(), name, rel, O_NOFOLLOW, /*descend=*/false);
+  return Visit(dir.get(), name, rel);
+}
+
+// A directory with everything below it, hiding what lower layers had there.
+Status DirImporter::VisitSubtree(const std::string& rel) {
+  if (rel.empty()) {
+    STRATA_RETURN_IF_ERROR(EnterDir(AT_FDCWD, root_, "", 0));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(UniqueFd dir, OpenParent(rel));
+    STRATA_RETURN_IF_ERROR(EnterDir(dir.get(), BaseName(rel), rel, O_NOFOLLOW));
+  }
+  STRATA_RETURN_IF_ERROR(WalkFrames());
+  std::string marker = rel.empty() ? ".wh..wh..opq" : rel + "/.wh..wh..opq";
+  Status s = builder_.Add(marker, Node());
+  return s ? s : s.error().WithContext(root_);
+}
+
+Status DirImporter::WalkFrames() {
   while (!frames_.empty()) {
     Frame& top = frames_.back();
     if (top.next == top.names.size()) {
@@ -257,7 +359,6 @@ Status DirImporter::Walk() {
     std::string rel = Join(top.rel, name);
     STRATA_RETURN_IF_ERROR(Visit(top.fd.get(), name, rel));
   }
-  if (opts_.progress) opts_.progress(bytes_done_, bytes_done_);
   return Ok();
 }
 
@@ -289,17 +390,18 @@ Status DirImporter::Visit(int dirfd, const std::string& name,
 }
 
 Status DirImporter::EnterDir(int dirfd, const std::string& name,
-                             const std::string& rel, int flags) {
+                             const std::string& rel, int flags, bool descend) {
   std::string path = HostPath(rel);
   auto fd = sys::OpenAt(dirfd, name, O_RDONLY | O_DIRECTORY | flags);
   if (!fd) return AtPath(fd.error(), path);
   STRATA_ASSIGN_OR_RETURN(struct stat st, StatFd(fd->get(), path));
   Node node = NodeFromStat(st);
   STRATA_ASSIGN_OR_RETURN(node.xattrs, ReadXattrs({fd->get(), false, path}));
-  STRATA_ASSIGN_OR_RETURN(std::vector<std::string> names,
-                          ListDirFd(fd->get(), path));
   Status s = builder_.Add(rel, std::move(node));
   if (!s) return s.error().WithContext(root_);
+  if (!descend) return Ok();
+  STRATA_ASSIGN_OR_RETURN(std::vector<std::string> names,
+                          ListDirFd(fd->get(), path));
   frames_.push_back(
       {std::move(*fd), st.st_dev, st.st_ino, rel, std::move(names)});
   if (frames_.size() > kMaxOpenDirs)
@@ -430,6 +532,23 @@ Result<LayerInfo> ImportDirLayer(Store& store, const std::string& dir,
   // No diff_id: a directory has no canonical tar form until it is exported.
   // CommitLayer dedups layers only by diff_id, so importing the same tree
   // twice makes two layers; their blobs are still stored once.
+  return store.CommitLayer(importer.builder(), std::move(info));
+}
+
+}  // namespace strata::layerdb
+
+namespace strata::layerdb {
+
+Result<LayerInfo> ImportChangesLayer(Store& store, const std::string& root,
+                                     const ChangeSet& changes,
+                                     const ImportOptions& opts,
+                                     std::string source) {
+  STRATA_ASSIGN_OR_RETURN(std::string abs, AbsolutePath(root));
+  STRATA_ASSIGN_OR_RETURN(UniqueFd lock, store.LockShared());  // as above
+  DirImporter importer(store, abs, opts);
+  STRATA_RETURN_IF_ERROR(importer.WalkChanges(changes));
+  LayerInfo info;
+  info.source = std::move(source);
   return store.CommitLayer(importer.builder(), std::move(info));
 }
 

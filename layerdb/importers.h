@@ -43,6 +43,22 @@ Result<LayerInfo> ImportTarLayer(Store& store, const std::string& path,
 Result<LayerInfo> ImportDirLayer(Store& store, const std::string& dir,
                                  const ImportOptions& opts);
 
+// What a container changed, as paths relative to the root of its merged
+// tree (read from the upper directory by `strata commit`).
+struct ChangeSet {
+  std::vector<std::string> changed;   // taken alone; a directory's attributes
+  std::vector<std::string> replaced;  // directories taken whole (opaque)
+  std::vector<std::string> deleted;   // whiteouts
+};
+
+// One layer from the parts of the tree at `root` that `changes` names, read
+// as ImportDirLayer reads a directory (hardlinks among the named files are
+// kept). `source` is recorded as LayerInfo::source.
+Result<LayerInfo> ImportChangesLayer(Store& store, const std::string& root,
+                                     const ChangeSet& changes,
+                                     const ImportOptions& opts,
+                                     std::string source);
+
 struct ImportedImage {
   ImageInfo image;
   std::vector<LayerInfo> layers;

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "layerdb/base/sys.h"
-#include "tools/launcher/id_map.h"
+#include "tools/launcher/mapped_child.h"
 
 namespace strata::launcher {
 
@@ -35,34 +35,11 @@ Result<nlohmann::json> ReadJson(const std::string& path) {
 // subordinate ids, where files owned by those ids live (a rootless
 // container's root may have chowned them).
 Status RemoveAsMappedRoot(const std::string& dir) {
-  int up[2], down[2];
-  if (::pipe2(up, O_CLOEXEC) != 0 || ::pipe2(down, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe", "rm");
-  pid_t child = ::fork();
-  if (child < 0) return Error::FromErrno("fork", "rm");
-  if (child == 0) {
-    char c = 0;
-    if (::unshare(CLONE_NEWUSER) != 0) _exit(2);
-    if (::write(up[1], &c, 1) != 1 || ::read(down[0], &c, 1) != 1 || c != 'F')
-      _exit(2);
-    _exit(sys::RemoveTree(dir) ? 0 : 1);
-  }
-  ::close(up[1]);
-  ::close(down[0]);
-  char c = 0;
-  if (::read(up[0], &c, 1) == 1) {
-    auto full = WriteIdMaps(child);
-    c = full && *full ? 'F' : 'E';
-    (void)!::write(down[1], &c, 1);
-  }
-  ::close(up[0]);
-  ::close(down[1]);
-  int ws = 0;
-  ::waitpid(child, &ws, 0);
-  if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
-    return Error(EACCES, "rm",
-                 dir + ": some files belong to ids this user cannot remove");
-  return Ok();
+  Status s = RunAsMappedRoot([&] { return sys::RemoveTree(dir); });
+  if (s) return Ok();
+  return Error(s.error().code(), "rm",
+               dir + ": some files belong to ids this user cannot remove (" +
+                   s.error().ToString() + ")");
 }
 
 }  // namespace
@@ -95,6 +72,7 @@ Status CreateContainer(const LaunchSpec& spec) {
       sys::WriteFileAtomic(dir + "/hostname", spec.hostname + "\n"));
   nlohmann::json meta = {{"id", spec.container_id},
                          {"image", spec.image},
+                         {"view", spec.view},
                          {"command", spec.argv},
                          {"created", static_cast<int64_t>(::time(nullptr))}};
   return sys::WriteFileAtomic(dir + "/config.json", meta.dump(2) + "\n");
@@ -122,6 +100,7 @@ Result<std::vector<ContainerInfo>> ListContainers(
     ContainerInfo c;
     c.id = id;
     c.image = cfg->value("image", "");
+    c.view = cfg->value("view", uint64_t{0});
     c.created = cfg->value("created", int64_t{0});
     if (cfg->contains("command") && (*cfg)["command"].is_array())
       for (const auto& a : (*cfg)["command"])

@@ -22,6 +22,7 @@ namespace strata::launcher {
 struct ContainerInfo {
   std::string id;
   std::string image;
+  uint64_t view = 0;  // the image's view when the container was made
   std::vector<std::string> command;
   int64_t created = 0;
   pid_t pid = 0;  // the launcher, while running

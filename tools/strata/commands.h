@@ -51,5 +51,6 @@ void AddLifecycleCommands(CLI::App& app, Context& ctx);  // cmd_lifecycle.cc
 void AddMountCommands(CLI::App& app, Context& ctx);      // cmd_mount.cc
 void AddRunCommands(CLI::App& app, Context& ctx);        // cmd_run.cc
 void AddContainerCommands(CLI::App& app, Context& ctx);  // cmd_containers.cc
+void AddCommitCommands(CLI::App& app, Context& ctx);     // cmd_commit.cc
 
 }  // namespace strata::cli

@@ -83,6 +83,7 @@ int Run(int argc, char** argv) {
   AddMountCommands(app, ctx);
   AddRunCommands(app, ctx);
   AddContainerCommands(app, ctx);
+  AddCommitCommands(app, ctx);
   // `mount -t fuse.strata IMAGE MNT -o upper=U,work=W` makes mount.fuse3 run
   // "strata IMAGE MNT -o OPTIONS": that is `strata mount`.
   std::vector<std::string> args(argv, argv + argc);

@@ -1,0 +1,122 @@
+#include "tools/launcher/mapped_child.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+
+#include "layerdb/base/unique_fd.h"
+#include "tools/launcher/id_map.h"
+
+namespace strata::launcher {
+
+namespace {
+
+// An Error crosses the pipe as its code, its op and its detail. The op is a
+// string literal of this binary, at the same address in parent and child
+// (fork copies the address space), so the pointer itself is sent.
+struct WireError {
+  int code;
+  const char* op;
+};
+
+void SendError(int fd, const Error& e) {
+  WireError w{e.code(), e.op()};
+  (void)!::write(fd, &w, sizeof w);
+  (void)!::write(fd, e.detail().data(), e.detail().size());
+}
+
+Error ReceiveError(int fd) {
+  WireError w{};
+  if (::read(fd, &w, sizeof w) != sizeof w) return Error(EIO, "child");
+  std::string detail;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0)
+    detail.append(buf, static_cast<size_t>(n));
+  return Error(w.code, w.op, detail);
+}
+
+}  // namespace
+
+Status RunInChild(const std::function<Status()>& body,
+                  const std::function<void()>& meanwhile) {
+  int err[2];
+  if (::pipe2(err, O_CLOEXEC) != 0) return Error::FromErrno("pipe", "child");
+  UniqueFd err_r(err[0]), err_w(err[1]);
+  pid_t parent = ::getpid();
+  pid_t child = ::fork();
+  if (child < 0) return Error::FromErrno("fork", "child");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(1);
+    Status s = body();
+    if (!s) SendError(err_w.get(), s.error());
+    _exit(s ? 0 : 1);
+  }
+  err_w.Reset();
+  if (meanwhile) meanwhile();
+  int ws = 0;
+  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Ok();
+  return ReceiveError(err_r.get());
+}
+
+Status RunAsMappedRoot(const std::function<Status()>& body) {
+  bool rootless = ::geteuid() != 0;
+  int err[2], up[2], down[2];
+  if (::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0 ||
+      ::pipe2(down, O_CLOEXEC) != 0)
+    return Error::FromErrno("pipe", "child");
+  UniqueFd err_r(err[0]), err_w(err[1]), up_r(up[0]), up_w(up[1]),
+      down_r(down[0]), down_w(down[1]);
+  pid_t parent = ::getpid();
+  pid_t child = ::fork();
+  if (child < 0) return Error::FromErrno("fork", "child");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(1);
+    if (rootless) {
+      char c = 0;
+      if (::unshare(CLONE_NEWUSER) != 0) {
+        SendError(err_w.get(), Error::FromErrno("unshare", "user namespace"));
+        _exit(1);
+      }
+      if (::write(up_w.get(), &c, 1) != 1 || ::read(down_r.get(), &c, 1) != 1 ||
+          c == 'E')
+        _exit(1);  // the parent reports why
+    }
+    Status s = body();
+    if (!s) SendError(err_w.get(), s.error());
+    _exit(s ? 0 : 1);
+  }
+  err_w.Reset();
+  up_w.Reset();
+  down_r.Reset();
+  std::optional<Error> map_error;
+  if (rootless) {
+    char c = 0;
+    if (::read(up_r.get(), &c, 1) == 1) {
+      auto full = WriteIdMaps(child);
+      if (!full) map_error = full.error().WithContext("id maps");
+      c = full ? 'F' : 'E';
+      (void)!::write(down_w.get(), &c, 1);
+    }
+  }
+  int ws = 0;
+  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (map_error) return *map_error;
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Ok();
+  return ReceiveError(err_r.get());
+}
+
+}  // namespace strata::launcher
