@@ -108,6 +108,15 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: ps shows the command as PID 1" "1 ps -o pid,args" "${out# }"
   out=$("${S[@]}" run --rm --init bb ps -o pid,args | sed -n 3p | tr -s ' ')
   expect "$who: with --init the command is PID 2" "2 ps -o pid,args" "${out# }"
+  # A terminal when strata run sits at one (script(1) gives it a pty): the
+  # container's own pty with the caller's window size; ^C reaches the command.
+  out=$(sleep 3 | script -qec "stty rows 40 cols 100; ${S[*]} run --rm bb /bin/sh -c 'tty; stty size'" /dev/null | tr -d '\r' | paste -sd' ')
+  expect "$who: a terminal: the container's pty, the caller's size" "/dev/pts/0 40 100" "$out"
+  out=$( (sleep 1.5; printf '\003'; sleep 1) | script -qec "${S[*]} run --rm --init bb sleep 5; echo rc=\$?" /dev/null | tr -d '\r' | grep -o 'rc=.*')
+  expect "$who: ^C at the terminal ends the command" "rc=130" "$out"
+  rc=0
+  out=$("${S[@]}" run --rm bb tty) || rc=$?
+  expect "$who: no terminal without one" "1 not a tty" "$rc $out"
   # Orphans are reaped by --init's PID 1; a SIGKILLed strata run leaves no
   # process or mount.
   out=$("${S[@]}" run --rm --init bb /bin/sh -c '(sleep 0.2 &); (sleep 0.2 &); sleep 1; ps -o stat | grep -c "^Z" || true')

@@ -32,6 +32,10 @@ struct LaunchSpec {
   // PID 1 is a tiny init that reaps orphans and forwards signals (--init);
   // else the command is PID 1 itself, as in docker and podman.
   bool init = false;
+  // A pseudo-terminal for the command, proxied to the caller's terminal
+  // (terminal.h); tty_socket is how its master reaches `strata run`.
+  bool tty = false;
+  int tty_socket = -1;
 
   // The sandbox.
   std::string hostname;
@@ -39,6 +43,12 @@ struct LaunchSpec {
   bool read_only = false;
   std::vector<Volume> volumes;
   std::vector<std::string> tmpfs;
+
+  // Resource limits (--memory, --pids): the open cgroup.procs files of the
+  // container's cgroups (ContainerCgroup::procs_fds(); the caller owns them
+  // and keeps them open until Launch returns). The container's PID 1 joins
+  // them first (JoinCgroups), so that the FUSE daemon stays outside.
+  std::vector<int> cgroup_procs;
 };
 
 }  // namespace strata::launcher

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -24,10 +25,12 @@
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
 #include "layerdb/base/sys.h"
+#include "tools/launcher/cgroup_limits.h"
 #include "tools/launcher/container_user.h"
 #include "tools/launcher/containers.h"
 #include "tools/launcher/id_map.h"
 #include "tools/launcher/rootfs_setup.h"
+#include "tools/launcher/terminal.h"
 
 namespace strata::launcher {
 
@@ -167,11 +170,15 @@ Result<std::string> ReadIfThere(const std::string& path) {
   return t;
 }
 
-// The command: its own session, the container user, no new privileges,
-// bounded capabilities, nothing open but stdio, then exec.
+// The command: its own session (with the container's terminal, if any),
+// the container user, no new privileges, bounded capabilities, nothing open
+// but stdio, then exec.
 [[noreturn]] void ExecCommand(const LaunchSpec& spec, const ContainerUser& u,
-                              bool can_setgroups, int err_fd) {
+                              bool can_setgroups, int tty, int err_fd) {
   ::setsid();
+  if (tty >= 0) {
+    if (auto s = AttachTerminal(tty); !s) Fail(err_fd, s.error());
+  }
   if (can_setgroups && ::setgroups(u.groups.size(), u.groups.data()) != 0)
     Fail(err_fd, Error::FromErrno("setgroups", "user " + spec.user));
   if (::setresgid(u.gid, u.gid, u.gid) != 0)
@@ -216,6 +223,8 @@ Result<std::string> ReadIfThere(const std::string& path) {
   // death signal applies.
   (void)stage_a;
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // --memory/--pids: this process and all it starts, not the FUSE daemon.
+  if (auto s = JoinCgroups(spec.cgroup_procs); !s) Fail(err_fd, s.error());
   if (::unshare(CLONE_NEWNS) != 0)
     Fail(err_fd, Error::FromErrno("unshare", "mount namespace"));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
@@ -233,10 +242,24 @@ Result<std::string> ReadIfThere(const std::string& path) {
       ResolveUser(spec.user, passwd ? *passwd : "", group ? *group : "");
   if (!user) Fail(err_fd, user.error());
   bool can_setgroups = full_map || !rootless;
-  if (!spec.init) ExecCommand(spec, *user, can_setgroups, err_fd);
+  // The terminal comes from the container's devpts (after pivot_root); its
+  // master goes to `strata run`, which copies it to and from the caller's.
+  std::optional<PtyPair> pty;
+  if (spec.tty_socket >= 0) {
+    auto p = OpenPty();
+    if (!p) Fail(err_fd, p.error());
+    if (auto s = SendFd(spec.tty_socket, p->master.get()); !s)
+      Fail(err_fd, s.error());
+    p->master.Reset();
+    ::close(spec.tty_socket);
+    pty = std::move(*p);
+  }
+  int tty = pty ? pty->slave.get() : -1;
+  if (!spec.init) ExecCommand(spec, *user, can_setgroups, tty, err_fd);
   pid_t cmd = ::fork();
   if (cmd < 0) Fail(err_fd, Error::FromErrno("fork", "command"));
-  if (cmd == 0) ExecCommand(spec, *user, can_setgroups, err_fd);
+  if (cmd == 0) ExecCommand(spec, *user, can_setgroups, tty, err_fd);
+  pty.reset();
   ForwardSignalsTo(cmd);
   _exit(WaitFor(cmd));
 }
@@ -345,19 +368,27 @@ Status CheckHost() {
 
 }  // namespace
 
-Result<int> Launch(const LaunchSpec& spec) {
+Result<int> Launch(const LaunchSpec& spec_in) {
   STRATA_RETURN_IF_ERROR(CheckHost());
-  int err_pipe[2], up[2], down[2];
+  LaunchSpec spec = spec_in;
+  int err_pipe[2], up[2], down[2], tty_sock[2] = {-1, -1};
   if (::pipe2(err_pipe, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0 ||
       ::pipe2(down, O_CLOEXEC) != 0)
     return Error::FromErrno("pipe", "launcher");
+  if (spec.tty) {
+    if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, tty_sock) != 0)
+      return Error::FromErrno("socketpair", "terminal");
+    spec.tty_socket = tty_sock[1];
+  }
   pid_t parent = ::getpid();
   pid_t a = ::fork();
   if (a < 0) return Error::FromErrno("fork", "launcher");
   if (a == 0) {
     ::close(err_pipe[0]);
+    if (tty_sock[0] >= 0) ::close(tty_sock[0]);
     StageA(spec, parent, up[1], down[0], err_pipe[1]);
   }
+  if (tty_sock[1] >= 0) ::close(tty_sock[1]);
   ::close(err_pipe[1]);
   ::close(up[1]);
   ::close(down[0]);
@@ -375,6 +406,12 @@ Result<int> Launch(const LaunchSpec& spec) {
   ::close(up[0]);
   ::close(down[1]);
   ForwardSignalsTo(a);
+  if (tty_sock[0] >= 0) {
+    // Until the container's side closes; nothing comes when setup failed.
+    UniqueFd sock(tty_sock[0]);
+    if (auto master = ReceiveFd(sock.get()); master && *master)
+      ProxyTerminal((*master)->get());
+  }
   int ws = 0;
   while (::waitpid(a, &ws, 0) < 0 && errno == EINTR) {
   }

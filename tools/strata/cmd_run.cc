@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "tools/launcher/cgroup_limits.h"
 #include "tools/launcher/containers.h"
 #include "tools/launcher/image_command.h"
 #include "tools/launcher/launcher.h"
@@ -21,8 +22,10 @@ namespace {
 
 struct RunArgs {
   std::string name, hostname, net = "host", entrypoint, workdir, user;
+  std::string memory, pids;  // "" when not given
   std::vector<std::string> env, env_files, volumes, tmpfs, command;
   bool rm = false, read_only = false, has_entrypoint = false, init = false;
+  bool tty = false, no_tty = false;
   std::string image;
 };
 
@@ -101,18 +104,34 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
   spec.container_dir = spec.store_root + "/containers/" + spec.container_id;
   if (a.net != "host" && a.net != "none")
     return Error(EINVAL, "run", "--net " + a.net + ": host or none");
+  STRATA_ASSIGN_OR_RETURN(auto limits, launcher::ParseLimits(a.memory, a.pids));
   spec.hostname =
       a.hostname.empty() ? spec.container_id.substr(0, 12) : a.hostname;
-  STRATA_RETURN_IF_ERROR(launcher::CreateContainer(spec));
-  spec.net_none = a.net == "none";
-  spec.read_only = a.read_only;
-  for (const auto& v : a.volumes) {
+  for (const auto& v : a.volumes) {  // checked before anything is created
     STRATA_ASSIGN_OR_RETURN(auto vol, ParseVolume(v));
     spec.volumes.push_back(vol);
   }
+  STRATA_RETURN_IF_ERROR(launcher::CreateContainer(spec));
+  spec.net_none = a.net == "none";
+  spec.read_only = a.read_only;
   spec.tmpfs = a.tmpfs;
   spec.init = a.init;
+  // As `podman run -t`, automatic when the caller sits at a terminal.
+  spec.tty = !a.no_tty && (a.tty || (::isatty(0) && ::isatty(1)));
+  // Made here, before the launcher forks, and removed once the container
+  // has exited; the container's PID 1 joins it.
+  std::string warning;
+  auto cgroup =
+      launcher::ContainerCgroup::Create(spec.container_id, limits, &warning);
+  if (!cgroup) {
+    (void)launcher::RemoveContainer(spec.store_root, spec.container_id, false);
+    return cgroup.error();
+  }
+  if (!warning.empty()) fmt::print(stderr, "strata: warning: {}\n", warning);
+  spec.cgroup_procs = cgroup->procs_fds();
   auto status = launcher::Launch(spec);
+  if (auto removed = cgroup->Remove(); !removed)
+    fmt::print(stderr, "strata: warning: {}\n", removed.error().ToString());
   if (a.rm) {
     auto removed =
         launcher::RemoveContainer(spec.store_root, spec.container_id, false);
@@ -149,9 +168,19 @@ void AddRunCommands(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   run->add_option("--net", a->net, "host (default) or none (loopback only)");
   run->add_option("--hostname", a->hostname, "host name in the container");
+  run->add_option("--memory", a->memory,
+                  "memory limit in bytes, or with k, m, g (e.g. 64m); "
+                  "OOM-killed beyond it");
+  run->add_option("--pids", a->pids,
+                  "most processes (and threads) the container may have");
   run->add_flag("--init", a->init,
                 "PID 1 is a tiny init that reaps orphaned processes and "
                 "forwards signals (else the command is PID 1)");
+  run->add_flag("-t,--tty", a->tty,
+                "give the command a terminal (default when stdin and stdout "
+                "are terminals)");
+  run->add_flag("-T,--no-tty", a->no_tty,
+                "no terminal, even when stdin and stdout are terminals");
   run->add_flag("--read-only", a->read_only,
                 "mount the container's root read-only");
   run->add_option("--entrypoint", a->entrypoint,
