@@ -9,6 +9,7 @@
 
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 #include <thread>
 
 #include <fmt/format.h>
@@ -215,6 +216,14 @@ Result<std::unique_ptr<BackgroundMount>> BackgroundMount::Mount(
   fuse_set_log_func(FuseLog);
   STRATA_ASSIGN_OR_RETURN(st.se, MountSession(c, st.ctx, false));
   return m;
+}
+
+void BackgroundMount::AnswerInit() {
+  State& st = *state_;
+  struct fuse_buf buf {};
+  if (fuse_session_receive_buf(st.se, &buf) > 0)
+    fuse_session_process_buf(st.se, &buf);
+  std::free(buf.mem);  // INIT is read into memory, never spliced
 }
 
 void BackgroundMount::Start() {

@@ -51,6 +51,10 @@ class BackgroundMount {
  public:
   static Result<std::unique_ptr<BackgroundMount>> Mount(
       const MountConfig& config, std::unique_ptr<UnionFs> fs);
+  // Answers the kernel's INIT on the calling thread (no thread is started),
+  // so that the first request of the mount's user is served as soon as
+  // Start() runs. Optional; call it before Start().
+  void AnswerInit();
   void Start();
   ~BackgroundMount();
 

@@ -131,8 +131,10 @@ Status UnionFs::CheckFormat(int work_fd, const std::string& work) {
   auto text = sys::ReadFile(path);
   if (!text) {
     if (text.error().code() != ENOENT) return text.error();
+    // Written again at the next mount if a crash loses it.
     return sys::WriteFileAtomic(work + "/strata-format",
-                                std::to_string(kUpperFormatVersion) + "\n");
+                                std::to_string(kUpperFormatVersion) + "\n",
+                                sys::Durability::kVisible);
   }
   while (!text->empty() &&
          std::isspace(static_cast<unsigned char>(text->back())))

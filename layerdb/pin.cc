@@ -22,7 +22,10 @@ Result<Pin> PinTrees(const Store& store, const std::string& name,
   // Written under a name gc skips (a leading "."), then renamed.
   std::string path = dir + "/" + name;
   std::string tmp = dir + "/." + name;
-  STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(tmp, text));
+  // No fsync: a pin only means something while its process lives, and a
+  // crash ends that process.
+  STRATA_RETURN_IF_ERROR(
+      sys::WriteFileAtomic(tmp, text, sys::Durability::kVisible));
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
     Error e = Error::FromErrno("rename", path);
     ::unlink(tmp.c_str());

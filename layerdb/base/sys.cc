@@ -91,7 +91,8 @@ Result<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
-Status WriteFileAtomic(const std::string& path, std::string_view data) {
+Status WriteFileAtomic(const std::string& path, std::string_view data,
+                       Durability durability) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
                           Open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644));
@@ -100,7 +101,7 @@ Status WriteFileAtomic(const std::string& path, std::string_view data) {
     ::unlink(tmp.c_str());
     return s.error().WithContext(tmp);
   }
-  if (::fsync(fd.get()) != 0) {
+  if (durability == Durability::kDurable && ::fsync(fd.get()) != 0) {
     Error e = Error::FromErrno("fsync", tmp);
     ::unlink(tmp.c_str());
     return e;

@@ -30,8 +30,13 @@ Status PwriteFull(int fd, std::span<const std::byte> buf, off_t offset);
 // Sets the size of the file open as `fd`; growing it leaves a hole.
 Status Ftruncate(int fd, off_t size);
 Result<std::string> ReadFile(const std::string& path);
-// Writes `data` to `path` atomically (temp + fsync + rename).
-Status WriteFileAtomic(const std::string& path, std::string_view data);
+// Writes `data` to `path` atomically (temp + fsync + rename). kVisible skips
+// the fsync: readers see the old or the new file, but a crash may leave the
+// old one (or none) — for files that mean nothing after a crash (pins, a
+// container's state) or that are rewritten when missing.
+enum class Durability { kDurable, kVisible };
+Status WriteFileAtomic(const std::string& path, std::string_view data,
+                       Durability durability = Durability::kDurable);
 
 Result<struct stat> Fstat(int fd);
 Result<struct stat> Lstat(const std::string& path);

@@ -69,20 +69,25 @@ Status CreateContainer(const LaunchSpec& spec) {
     if (::mkdir((dir + d).c_str(), 0700) != 0)
       return Error::FromErrno("mkdir", dir + d);
   STRATA_RETURN_IF_ERROR(
-      sys::WriteFileAtomic(dir + "/hostname", spec.hostname + "\n"));
+      sys::WriteFileAtomic(dir + "/hostname", spec.hostname + "\n",
+                           sys::Durability::kVisible));
   nlohmann::json meta = {{"id", spec.container_id},
                          {"image", spec.image},
                          {"view", spec.view},
                          {"command", spec.argv},
                          {"created", static_cast<int64_t>(::time(nullptr))}};
-  return sys::WriteFileAtomic(dir + "/config.json", meta.dump(2) + "\n");
+  // Not fsynced (nor is state.json): a container's record matters to the
+  // processes of this boot; after a crash `strata ps` lists what survived.
+  return sys::WriteFileAtomic(dir + "/config.json", meta.dump(2) + "\n",
+                              sys::Durability::kVisible);
 }
 
 Status RecordState(const std::string& container_dir, pid_t pid,
                    std::optional<int> exit_status) {
   nlohmann::json j = {{"pid", pid}};
   if (exit_status) j["exit_status"] = *exit_status;
-  return sys::WriteFileAtomic(container_dir + "/state.json", j.dump() + "\n");
+  return sys::WriteFileAtomic(container_dir + "/state.json", j.dump() + "\n",
+                              sys::Durability::kVisible);
 }
 
 Result<std::vector<ContainerInfo>> ListContainers(
@@ -133,6 +138,11 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
     for (int i = 0; i < 100 && Alive(it->pid); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  return RemoveEndedContainer(store_root, id);
+}
+
+Status RemoveEndedContainer(const std::string& store_root,
+                            const std::string& id) {
   std::string dir = store_root + "/containers/" + id;
   auto removed = sys::RemoveTree(dir);
   if (removed) return Ok();

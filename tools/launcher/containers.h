@@ -54,4 +54,9 @@ Result<std::vector<ContainerInfo>> ListContainers(
 Status RemoveContainer(const std::string& store_root, const std::string& id,
                        bool force);
 
+// Removes a container known to have ended (`strata run --rm`, just after
+// it): no listing, no liveness check.
+Status RemoveEndedContainer(const std::string& store_root,
+                            const std::string& id);
+
 }  // namespace strata::launcher

@@ -303,6 +303,7 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
     Fail(err_fd, Error::FromErrno("mount", "make / private"));
   auto mount = MountImage(spec);
   if (!mount) Fail(err_fd, mount.error());
+  (*mount)->AnswerInit();  // the container's first lookup need not wait
   // clone(2) with the namespace flags, not unshare + fork: a process that
   // unshared its PID namespace may not start threads (the FUSE loop's).
   int flags = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
@@ -329,7 +330,12 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   (*mount)->Start();
   ForwardSignalsTo(init, /*interrupt=*/true);
   int status = WaitForInit(init);
-  mount->reset();  // unmount, stop serving
+  // Every process of the container is gone and its writes are done (FUSE
+  // writes are synchronous). Exiting closes /dev/fuse, which aborts the
+  // connection, and ends this mount namespace with the mount in it: no
+  // unmount, thread joins or LMDB teardown needed (1-2 ms of every run).
+  // Only the view's pin is ours to remove.
+  ::unlink((spec.store_root + "/pins/" + std::to_string(::getpid())).c_str());
   _exit(status);
 }
 

@@ -134,7 +134,7 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
     fmt::print(stderr, "strata: warning: {}\n", removed.error().ToString());
   if (a.rm) {
     auto removed =
-        launcher::RemoveContainer(spec.store_root, spec.container_id, false);
+        launcher::RemoveEndedContainer(spec.store_root, spec.container_id);
     if (!removed)
       fmt::print(stderr, "strata: {}\n", removed.error().ToString());
   }
