@@ -136,13 +136,17 @@ Result<struct stat> FstatAt(int dirfd, const std::string& name, int flags) {
 
 Status MakeDirs(const std::string& path, mode_t mode) {
   // Each missing component with `mode` (masked by the umask), like
-  // mkdir -p -m; std::filesystem::create_directories would use 0777.
-  for (size_t pos = 1; pos <= path.size(); ++pos) {
-    if (pos != path.size() && path[pos] != '/') continue;
-    std::string prefix = path.substr(0, pos);
-    if (::mkdir(prefix.c_str(), mode) != 0 && errno != EEXIST)
-      return Error::FromErrno("mkdir", prefix);
+  // mkdir -p -m; std::filesystem::create_directories would use 0777. The
+  // whole path is tried first: it usually exists or lacks only its last
+  // component, so one or two syscalls do.
+  if (::mkdir(path.c_str(), mode) == 0) return Ok();
+  if (errno == ENOENT) {
+    size_t slash = path.find_last_of('/');
+    if (slash != std::string::npos && slash > 0)
+      STRATA_RETURN_IF_ERROR(MakeDirs(path.substr(0, slash), mode));
+    if (::mkdir(path.c_str(), mode) == 0) return Ok();
   }
+  if (errno != EEXIST) return Error::FromErrno("mkdir", path);
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0) return Error::FromErrno("mkdir", path);
   if (!S_ISDIR(st.st_mode)) return Error(ENOTDIR, "mkdir", path);

@@ -93,7 +93,7 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
   # The command is PID 1 and has no TERM handler: the kernel would drop the
   # signal, strata does what its default action would.
-  "${S[@]}" run --rm bb sleep 30 &
+  "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep
   runner=$!
   BG_PIDS+=("$runner")
   for _ in $(seq 50); do
@@ -112,7 +112,9 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   # container's own pty with the caller's window size; ^C reaches the command.
   out=$(sleep 3 | script -qec "stty rows 40 cols 100; ${S[*]} run --rm bb /bin/sh -c 'tty; stty size'" /dev/null | tr -d '\r' | paste -sd' ')
   expect "$who: a terminal: the container's pty, the caller's size" "/dev/pts/0 40 100" "$out"
-  out=$( (sleep 1.5; printf '\003'; sleep 1) | script -qec "${S[*]} run --rm --init bb sleep 5; echo rc=\$?" /dev/null | tr -d '\r' | grep -o 'rc=.*')
+  out=$( (for _ in $(seq 200); do [[ -n $(pids_naming -x 4.5) ]] && break; sleep 0.05; done
+    printf '\003'; sleep 1) |
+    script -qec "${S[*]} run --rm --init bb /bin/sh -c 'exec sleep 4.5'; echo rc=\$?" /dev/null | tr -d '\r' | grep -o 'rc=.*')
   expect "$who: ^C at the terminal ends the command" "rc=130" "$out"
   rc=0
   out=$("${S[@]}" run --rm bb tty) || rc=$?

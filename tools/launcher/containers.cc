@@ -68,9 +68,8 @@ Status CreateContainer(const LaunchSpec& spec) {
   for (const char* d : {"/upper", "/work", "/rootfs"})
     if (::mkdir((dir + d).c_str(), 0700) != 0)
       return Error::FromErrno("mkdir", dir + d);
-  STRATA_RETURN_IF_ERROR(
-      sys::WriteFileAtomic(dir + "/hostname", spec.hostname + "\n",
-                           sys::Durability::kVisible));
+  STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(
+      dir + "/hostname", spec.hostname + "\n", sys::Durability::kVisible));
   nlohmann::json meta = {{"id", spec.container_id},
                          {"image", spec.image},
                          {"view", spec.view},

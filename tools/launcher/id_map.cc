@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -39,9 +40,20 @@ Result<pid_t> StartHelper(const std::vector<std::string>& argv) {
   for (const auto& s : argv)
     a.push_back(const_cast<char*>(s.c_str()));
   a.push_back(nullptr);
+  // The launcher ignores SIGPIPE; the helper gets the default back.
+  posix_spawnattr_t attr;
+  ::posix_spawnattr_init(&attr);
+  sigset_t def;
+  ::sigemptyset(&def);
+  ::sigaddset(&def, SIGPIPE);
+  ::posix_spawnattr_setsigdefault(&attr, &def);
+  ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  int err = ::posix_spawnp(&pid, a[0], nullptr, nullptr, a.data(), environ);
-  if (err != 0) return Error(err, "spawn", argv[0]);
+  std::string path = "/usr/bin/" + argv[0];  // checked by WriteIdMaps
+  int err =
+      ::posix_spawn(&pid, path.c_str(), nullptr, &attr, a.data(), environ);
+  ::posix_spawnattr_destroy(&attr);
+  if (err != 0) return Error(err, "spawn", path);
   return pid;
 }
 
@@ -99,12 +111,12 @@ Result<bool> WriteIdMaps(pid_t pid) {
   if (ru && rg && ::access("/usr/bin/newuidmap", X_OK) == 0 &&
       ::access("/usr/bin/newgidmap", X_OK) == 0) {
     std::string p = std::to_string(pid);
-    auto u = StartHelper({"newuidmap", p, "0", std::to_string(uid), "1", "1",
-                          std::to_string(ru->start),
-                          std::to_string(ru->count)});
-    auto g = StartHelper({"newgidmap", p, "0", std::to_string(gid), "1", "1",
-                          std::to_string(rg->start),
-                          std::to_string(rg->count)});
+    auto u =
+        StartHelper({"newuidmap", p, "0", std::to_string(uid), "1", "1",
+                     std::to_string(ru->start), std::to_string(ru->count)});
+    auto g =
+        StartHelper({"newgidmap", p, "0", std::to_string(gid), "1", "1",
+                     std::to_string(rg->start), std::to_string(rg->count)});
     bool ok = u && g;
     if (u) ok = WaitHelper(*u, "newuidmap") && ok;
     if (g) ok = WaitHelper(*g, "newgidmap") && ok;

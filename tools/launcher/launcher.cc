@@ -387,13 +387,30 @@ Result<int> Launch(const LaunchSpec& spec_in) {
     spec.tty_socket = tty_sock[1];
   }
   pid_t parent = ::getpid();
+  // Signals wait until this process forwards them: one arriving between the
+  // fork and the handlers would otherwise end `strata run` without its
+  // cleanup (--rm, state).
+  sigset_t forwarded, old_mask;
+  ::sigemptyset(&forwarded);
+  for (int sig : kForwarded)
+    ::sigaddset(&forwarded, sig);
+  ::sigprocmask(SIG_BLOCK, &forwarded, &old_mask);
   pid_t a = ::fork();
-  if (a < 0) return Error::FromErrno("fork", "launcher");
+  if (a < 0) {
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    return Error::FromErrno("fork", "launcher");
+  }
   if (a == 0) {
+    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
     ::close(err_pipe[0]);
     if (tty_sock[0] >= 0) ::close(tty_sock[0]);
     StageA(spec, parent, up[1], down[0], err_pipe[1]);
   }
+  ForwardSignalsTo(a);
+  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  // A stage that died early closes its pipes: the writes below then fail
+  // with EPIPE, which must not kill `strata run` before its cleanup.
+  ::signal(SIGPIPE, SIG_IGN);
   if (tty_sock[1] >= 0) ::close(tty_sock[1]);
   ::close(err_pipe[1]);
   ::close(up[1]);
@@ -411,7 +428,6 @@ Result<int> Launch(const LaunchSpec& spec_in) {
   }
   ::close(up[0]);
   ::close(down[1]);
-  ForwardSignalsTo(a);
   if (tty_sock[0] >= 0) {
     // Until the container's side closes; nothing comes when setup failed.
     UniqueFd sock(tty_sock[0]);

@@ -52,5 +52,10 @@ void AddMountCommands(CLI::App& app, Context& ctx);      // cmd_mount.cc
 void AddRunCommands(CLI::App& app, Context& ctx);        // cmd_run.cc
 void AddContainerCommands(CLI::App& app, Context& ctx);  // cmd_containers.cc
 void AddCommitCommands(CLI::App& app, Context& ctx);     // cmd_commit.cc
+// In `strata` (not `strata-archive`): import and export exec strata-archive
+// with `argv`.
+void AddArchiveForwarders(
+    CLI::App& app, Context& ctx,
+    const std::vector<std::string>& argv);  // cmd_forward.cc
 
 }  // namespace strata::cli

@@ -76,9 +76,14 @@ int Run(int argc, char** argv) {
                "strata");
   app.require_subcommand(1);
   AddGlobalOptions(app, ctx.global);
+  std::vector<std::string> args(argv, argv + argc);
+#ifdef STRATA_ARCHIVE_TOOL
   AddImportCommands(app, ctx);
-  AddImageCommands(app, ctx);
   AddExportCommands(app, ctx);
+#else
+  AddArchiveForwarders(app, ctx, args);
+#endif
+  AddImageCommands(app, ctx);
   AddLifecycleCommands(app, ctx);
   AddMountCommands(app, ctx);
   AddRunCommands(app, ctx);
@@ -86,7 +91,6 @@ int Run(int argc, char** argv) {
   AddCommitCommands(app, ctx);
   // `mount -t fuse.strata IMAGE MNT -o upper=U,work=W` makes mount.fuse3 run
   // "strata IMAGE MNT -o OPTIONS": that is `strata mount`.
-  std::vector<std::string> args(argv, argv + argc);
   auto is_command = [&](const std::string& name) {
     for (const CLI::App* sub : app.get_subcommands({}))
       if (sub->check_name(name)) return true;
