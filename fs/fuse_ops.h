@@ -13,6 +13,7 @@ struct DaemonContext {
   UnionFs* fs = nullptr;
   double timeout = 86400.0;  // we are the only writer: cache for a day
   bool posix_acl = false;    // with default_permissions
+  bool no_opendir = false;   // the kernel takes ENOSYS for "no opendir"
 };
 
 const fuse_lowlevel_ops& UnionOps();

@@ -19,12 +19,20 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "fs/lower_source.h"
 #include "fs/upper_format.h"
 #include "layerdb/base/unique_fd.h"
 
 namespace strata::fs {
+
+// An entry of a merged directory's listing.
+struct MergedEntry {
+  std::string name;
+  uint64_t st_ino;
+  uint32_t type;
+};
 
 struct Inode {
   Inode(uint64_t ino, mode_t type_bits) : st_ino(ino), type(type_bits) {}
@@ -61,6 +69,10 @@ struct Inode {
   // the shared lock).
   std::atomic<int64_t> dir_nlink{-1};
   bool xattr_whiteouts = false;  // opaque value "x": may hold xattr whiteouts
+  // Merged directory: the listing a reader started at offset 0 (readdir
+  // offsets are positions in it), kept until that reader reaches its end.
+  std::mutex listing_mutex;
+  std::shared_ptr<const std::vector<MergedEntry>> listing;
 
   // One name of the inode (the last one looked up or given), for copy-up
   // of a file that is opened by inode. The root has no parent.

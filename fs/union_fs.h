@@ -80,17 +80,6 @@ struct OpenFile {
   std::vector<UniqueFd> retired;
 };
 
-// An open directory: its merged listing, made at opendir and on rewind.
-struct DirListing {
-  struct Item {
-    std::string name;
-    uint64_t st_ino;
-    uint32_t type;
-  };
-  std::vector<Item> items;
-  bool built = false;
-};
-
 class UnionFs {
  public:
   static Result<std::unique_ptr<UnionFs>> Create(
@@ -135,11 +124,13 @@ class UnionFs {
   Result<int> ReadFd(OpenFile& file);
   Status Fsync(OpenFile& file, bool datasync);
 
-  Result<std::unique_ptr<DirListing>> OpenDir(uint64_t nodeid);
   // Fills from `offset`: `fn(name, st_ino, type, next_offset)` until it
-  // returns false. Offsets 1 and 2 are "." and "..".
+  // returns false. Offsets 1 and 2 are "." and "..". There is no opendir:
+  // the kernel caches listings (FOPEN_CACHE_DIR) and asks only when a
+  // directory changed, so a merged directory's snapshot is made when a
+  // reader starts at offset 0 and kept in its inode.
   Status ReadDir(
-      uint64_t nodeid, DirListing& dir, uint64_t offset,
+      uint64_t nodeid, uint64_t offset,
       FunctionRef<bool(std::string_view, uint64_t, uint32_t, uint64_t)> fn);
   Status FsyncDir(uint64_t nodeid);
 
@@ -198,7 +189,7 @@ class UnionFs {
       const std::vector<std::pair<std::string, std::string>>& xattrs,
       bool is_symlink);
   Status SyncFile(int fd);
-  Result<std::vector<DirListing::Item>> MergedListing(Inode& dir);
+  Result<std::vector<MergedEntry>> MergedListing(Inode& dir);
   Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);
   // Sets the owner (or records it where chown is refused) and, with
   // `set_mode`, the mode (chown may have dropped suid/sgid).

@@ -25,8 +25,8 @@ constexpr uint64_t kDotDotOffset = 2;
 constexpr uint64_t kFirstOffset = 3;  // item i has next offset i + 3
 }  // namespace
 
-Result<std::vector<DirListing::Item>> UnionFs::MergedListing(Inode& dir) {
-  std::vector<DirListing::Item> items;
+Result<std::vector<MergedEntry>> UnionFs::MergedListing(Inode& dir) {
+  std::vector<MergedEntry> items;
   std::set<std::string, std::less<>> hidden;  // upper names and whiteouts
   if (dir.upper.valid()) {
     STRATA_ASSIGN_OR_RETURN(
@@ -77,46 +77,44 @@ Result<bool> UnionFs::IsEmptyDir(const std::shared_ptr<Inode>& dir) {
   return items.empty();
 }
 
-Result<std::unique_ptr<DirListing>> UnionFs::OpenDir(uint64_t nodeid) {
-  std::shared_lock lock(ns_mutex_);
-  Inode& dir = table_->Get(nodeid);
-  if (!dir.is_dir()) return Error(ENOTDIR, "opendir");
-  auto listing = std::make_unique<DirListing>();
-  if (dir.upper.valid() || !dir.lower) {
-    STRATA_ASSIGN_OR_RETURN(listing->items, MergedListing(dir));
-    listing->built = true;
-  }
-  return listing;
-}
-
 Status UnionFs::ReadDir(
-    uint64_t nodeid, DirListing& listing, uint64_t offset,
+    uint64_t nodeid, uint64_t offset,
     FunctionRef<bool(std::string_view, uint64_t, uint32_t, uint64_t)> fn) {
   std::shared_lock lock(ns_mutex_);
   Inode& dir = table_->Get(nodeid);
-  if (offset == 0 && (dir.upper.valid() || listing.built)) {
-    // rewinddir: a fresh snapshot.
-    STRATA_ASSIGN_OR_RETURN(listing.items, MergedListing(dir));
-    listing.built = true;
-  }
+  if (!dir.is_dir()) return Error(ENOTDIR, "readdir");
   if (offset < kDotOffset && !fn(".", dir.st_ino, S_IFDIR, kDotOffset))
     return Ok();
   if (offset < kDotDotOffset) {
     uint64_t up = dir.parent ? dir.parent->st_ino : dir.st_ino;
     if (!fn("..", up, S_IFDIR, kDotDotOffset)) return Ok();
   }
-  if (listing.built) {
-    size_t i = offset < kFirstOffset ? 0 : offset - kDotDotOffset;
-    for (; i < listing.items.size(); ++i) {
-      const auto& it = listing.items[i];
-      if (!fn(it.name, it.st_ino, it.type, i + kFirstOffset)) break;
-    }
-    return Ok();
+  if (!dir.upper.valid() && dir.lower) {
+    // A lower directory: its own stable offsets, one B-tree seek to resume.
+    uint64_t from = offset <= kDotDotOffset ? 0 : offset - kDotDotOffset;
+    return lower_->ReadDir(*dir.lower, from, [&](const LowerDirEntry& e) {
+      return fn(e.name, e.st_ino, e.type, e.next_offset + kDotDotOffset);
+    });
   }
-  uint64_t from = offset <= kDotDotOffset ? 0 : offset - kDotDotOffset;
-  return lower_->ReadDir(*dir.lower, from, [&](const LowerDirEntry& e) {
-    return fn(e.name, e.st_ino, e.type, e.next_offset + kDotDotOffset);
-  });
+  std::shared_ptr<const std::vector<MergedEntry>> items;
+  {
+    std::lock_guard guard(dir.listing_mutex);
+    items = dir.listing;
+  }
+  if (offset < kFirstOffset || !items) {  // a reader starts: a fresh snapshot
+    STRATA_ASSIGN_OR_RETURN(auto fresh, MergedListing(dir));
+    items = std::make_shared<const std::vector<MergedEntry>>(std::move(fresh));
+    std::lock_guard guard(dir.listing_mutex);
+    dir.listing = items;
+  }
+  size_t i = offset < kFirstOffset ? 0 : offset - kDotDotOffset;
+  for (; i < items->size(); ++i) {
+    const auto& it = (*items)[i];
+    if (!fn(it.name, it.st_ino, it.type, i + kFirstOffset)) return Ok();
+  }
+  std::lock_guard guard(dir.listing_mutex);  // read to the end: not needed
+  if (dir.listing == items) dir.listing.reset();
+  return Ok();
 }
 
 Status UnionFs::FsyncDir(uint64_t nodeid) {
