@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -188,8 +189,14 @@ Result<std::optional<std::string>> GetXattr(const std::string& path,
 
 // The names in the open directory `fd`, without "." and "..", unsorted.
 // getdents64 rather than readdir(3), which clang-tidy's mt-unsafe list has.
-Result<std::vector<std::string>> ReadNames(int fd) {
-  std::vector<std::string> names;
+struct DirName {
+  std::string name;
+  unsigned char type;  // d_type
+  uint64_t ino;        // d_ino
+};
+
+Result<std::vector<DirName>> ReadNames(int fd) {
+  std::vector<DirName> names;
   alignas(struct dirent64) char buf[32768];
   for (;;) {
     ssize_t n = ::getdents64(fd, buf, sizeof buf);
@@ -200,7 +207,8 @@ Result<std::vector<std::string>> ReadNames(int fd) {
       // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast)
       const auto* d = reinterpret_cast<const struct dirent64*>(buf + pos);
       std::string_view name = d->d_name;
-      if (name != "." && name != "..") names.emplace_back(name);
+      if (name != "." && name != "..")
+        names.push_back({std::string(name), d->d_type, d->d_ino});
       pos += d->d_reclen;
     }
   }
@@ -240,6 +248,9 @@ Result<std::unique_ptr<DirLowerSource>> DirLowerSource::Open(
     struct stat st {};
     if (::fstat(fd, &st) != 0) return Error::FromErrno("fstat", dir);
     layer.dev = st.st_dev;
+    struct statfs sfs {};
+    constexpr decltype(sfs.f_type) kOverlayMagic = 0x794c7630;
+    layer.dino_is_ino = ::fstatfs(fd, &sfs) == 0 && sfs.f_type != kOverlayMagic;
     root->candidates.push_back(
         {static_cast<uint32_t>(src->layers_.size()), ".", false});
     src->layers_.push_back(std::move(layer));
@@ -285,9 +296,13 @@ std::string DirLowerSource::Describe(uint32_t layer,
 // hashed into 48 bits instead: still stable across remounts, and a collision
 // with another object of the layer is about N / 2^48 for N objects.
 uint64_t DirLowerSource::Ino(uint32_t layer, const struct stat& st) const {
-  uint64_t real = st.st_ino;
-  if (real > kInoMask || st.st_dev != layers_[layer].dev)
-    real = Mix64(Mix64(st.st_dev) ^ st.st_ino) & kInoMask;
+  return Ino(layer, st.st_ino, st.st_dev);
+}
+
+uint64_t DirLowerSource::Ino(uint32_t layer, uint64_t ino, dev_t dev) const {
+  uint64_t real = ino;
+  if (real > kInoMask || dev != layers_[layer].dev)
+    real = Mix64(Mix64(dev) ^ ino) & kInoMask;
   return ((uint64_t{layer} + 1) << kInoBits) | real;
 }
 
@@ -395,13 +410,27 @@ Status DirLowerSource::MergeLayer(const DirLayer& dir, uint32_t pos,
   auto names = ReadNames(fd.get());
   if (!names) return names.error().WithContext(Describe(dir.layer, dir.rel));
   std::vector<std::string> whiteouts;
-  for (std::string& name : *names) {
+  const Layer& layer = layers_[dir.layer];
+  for (DirName& entry : *names) {
+    std::string& name = entry.name;
     if (name.starts_with(kWhiteoutMetaPrefix)) continue;
     if (name.starts_with(kWhiteoutPrefix)) {
       whiteouts.push_back(name.substr(kWhiteoutPrefix.size()));
       continue;
     }
     if (state.hidden.contains(name)) continue;
+    // The entry's type and inode number come with the listing: stat only
+    // what may be a whiteout (character devices; empty files in an "x"
+    // directory), directories (mount points change st_ino), and what the
+    // listing leaves unknown. Kernel overlayfs reads listings the same way.
+    bool need_stat = !layer.dino_is_ino || entry.type == DT_UNKNOWN ||
+                     entry.type == DT_DIR || entry.type == DT_CHR ||
+                     (entry.type == DT_REG && dir.xwhiteouts);
+    if (!need_stat) {
+      state.Add(std::move(name), pos, DTTOIF(entry.type),
+                Ino(dir.layer, entry.ino, layer.dev));
+      continue;
+    }
     struct stat st {};
     if (::fstatat(fd.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
       if (errno == ENOENT) continue;  // gone since getdents

@@ -94,6 +94,9 @@ class DirLowerSource final : public LowerSource {
     std::string path;  // as given, for error details
     UniqueFd root;     // O_PATH | O_DIRECTORY
     dev_t dev = 0;     // st_dev of the root
+    // d_ino is st_ino for entries that are not mount points (not so on an
+    // overlayfs without xino): the listing may skip their fstatat.
+    bool dino_is_ino = true;
   };
   // One layer's directory that is part of a merged directory.
   struct DirLayer {
@@ -130,6 +133,7 @@ class DirLowerSource final : public LowerSource {
   // "layer dir/rel", for error details.
   std::string Describe(uint32_t layer, const std::string& rel) const;
   // The persistent st_ino of an object found in `layer` (see above).
+  uint64_t Ino(uint32_t layer, uint64_t ino, dev_t dev) const;
   uint64_t Ino(uint32_t layer, const struct stat& st) const;
 
   std::vector<Layer> layers_;
