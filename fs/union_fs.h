@@ -149,8 +149,11 @@ class UnionFs {
   Status CheckFormat(int work_fd, const std::string& work);
 
   // --- lookup and identity (union_lookup.cc); REQUIRES ns_mutex_ held.
-  Result<std::shared_ptr<Inode>> LookupChild(const std::shared_ptr<Inode>& dir,
-                                             std::string_view name);
+  // With `lower_st`: set to the lower record's attributes when the child
+  // comes from the lower tree only (so a lookup reads the record once).
+  Result<std::shared_ptr<Inode>> LookupChild(
+      const std::shared_ptr<Inode>& dir, std::string_view name,
+      std::optional<struct stat>* lower_st = nullptr);
   // With `live`: a non-directory whose identity has a usable live Inode
   // sets it and returns only `ino` (the rest would be discarded).
   Result<UpperInfo> ResolveUpper(const Inode& dir, std::string_view name,

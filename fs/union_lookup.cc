@@ -251,7 +251,8 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
 }
 
 Result<std::shared_ptr<Inode>> UnionFs::LookupChild(
-    const std::shared_ptr<Inode>& dir, std::string_view name) {
+    const std::shared_ptr<Inode>& dir, std::string_view name,
+    std::optional<struct stat>* lower_st) {
   if (!dir->is_dir()) return Error(ENOTDIR, "lookup", std::string(name));
   if (name.size() > 255)
     return Error(ENAMETOOLONG, "lookup", std::string(name));
@@ -272,7 +273,9 @@ Result<std::shared_ptr<Inode>> UnionFs::LookupChild(
                               std::string(kWhPrefix) + std::string(name)));
     if (wh) return std::shared_ptr<Inode>();
   }
-  return FromLower(dir, name, *le);
+  STRATA_ASSIGN_OR_RETURN(auto node, FromLower(dir, name, *le));
+  if (lower_st != nullptr && !node->has_upper) *lower_st = le->st;
+  return node;
 }
 
 Result<struct stat> UnionFs::StatOf(Inode& node) {
@@ -326,9 +329,17 @@ Result<EntryOut> UnionFs::Lookup(uint64_t parent, std::string_view name) {
   std::shared_lock lock(ns_mutex_);
   auto dir = table_->GetShared(parent);
   if (!dir) return Error(ESTALE, "lookup", std::string(name));
-  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name));
+  std::optional<struct stat> lower_st;
+  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name, &lower_st));
   if (!node) return EntryOut{};  // negative entry, cached by the kernel
-  return Reply(node);
+  if (!lower_st || node->unlinked || node->is_dir()) return Reply(node);
+  // A lower non-directory: its record was just read (StatOf would read it
+  // again). Directories compute nlink from their merged listing.
+  EntryOut out;
+  out.st = *lower_st;
+  out.st.st_ino = node->st_ino;
+  out.nodeid = table_->Ref(node);
+  return out;
 }
 
 Result<struct stat> UnionFs::GetAttr(uint64_t nodeid) {
