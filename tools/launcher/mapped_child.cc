@@ -33,15 +33,30 @@ void SendError(int fd, const Error& e) {
   (void)!::write(fd, e.detail().data(), e.detail().size());
 }
 
-Error ReceiveError(int fd) {
-  WireError w{};
-  if (::read(fd, &w, sizeof w) != sizeof w) return Error(EIO, "child");
-  std::string detail;
+// Everything the child sent, read before waiting for it: a child blocked
+// on a full pipe would never exit.
+std::string ReadAll(int fd) {
+  std::string out;
   char buf[512];
   ssize_t n;
-  while ((n = ::read(fd, buf, sizeof buf)) > 0)
-    detail.append(buf, static_cast<size_t>(n));
-  return Error(w.code, w.op, detail);
+  while ((n = ::read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
+Status Outcome(pid_t child, const std::string& wire) {
+  int ws = 0;
+  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
+  }
+  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Ok();
+  WireError w{};
+  if (wire.size() < sizeof w)
+    return Error(EIO, "child",
+                 WIFSIGNALED(ws)
+                     ? "killed by signal " + std::to_string(WTERMSIG(ws))
+                     : "failed without a reason");
+  std::memcpy(&w, wire.data(), sizeof w);
+  return Error(w.code, w.op, wire.substr(sizeof w));
 }
 
 }  // namespace
@@ -63,11 +78,7 @@ Status RunInChild(const std::function<Status()>& body,
   }
   err_w.Reset();
   if (meanwhile) meanwhile();
-  int ws = 0;
-  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Ok();
-  return ReceiveError(err_r.get());
+  return Outcome(child, ReadAll(err_r.get()));
 }
 
 Status RunAsMappedRoot(const std::function<Status()>& body) {
@@ -111,12 +122,11 @@ Status RunAsMappedRoot(const std::function<Status()>& body) {
       (void)!::write(down_w.get(), &c, 1);
     }
   }
-  int ws = 0;
-  while (::waitpid(child, &ws, 0) < 0 && errno == EINTR) {
-  }
+  up_r.Reset();
+  down_w.Reset();  // a child still waiting for its maps gives up
+  Status s = Outcome(child, ReadAll(err_r.get()));
   if (map_error) return *map_error;
-  if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) return Ok();
-  return ReceiveError(err_r.get());
+  return s;
 }
 
 }  // namespace strata::launcher
