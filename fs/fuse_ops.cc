@@ -71,7 +71,10 @@ void Init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_READDIRPLUS);
-  want(FUSE_CAP_READDIRPLUS_AUTO);
+  // Every listing with attributes, not only its first buffer (what
+  // READDIRPLUS_AUTO does): a name we list costs a lookup here, in the
+  // daemon, instead of a LOOKUP round trip from the kernel later.
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_NO_OPENDIR_SUPPORT);
   ctx->no_opendir = (conn->want & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
