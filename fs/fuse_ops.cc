@@ -73,7 +73,8 @@ void Init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_READDIRPLUS);
   // Every listing with attributes, not only its first buffer (what
   // READDIRPLUS_AUTO does): a name we list costs a lookup here, in the
-  // daemon, instead of a LOOKUP round trip from the kernel later.
+  // daemon, instead of a LOOKUP round trip from the kernel later (up to
+  // kPlusEntries names per directory, see DoReadDir).
   conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_NO_OPENDIR_SUPPORT);
@@ -294,6 +295,8 @@ struct PendingEntry {
   uint64_t next;
 };
 
+constexpr uint64_t kPlusEntries = 1024;
+
 void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                bool plus) {
   // Collect first: lookups for readdirplus take the namespace lock, which
@@ -326,7 +329,12 @@ void DoReadDir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
     } else {
       fuse_entry_param ep{};
       bool counted = false;
-      if (e.name == "." || e.name == "..") {
+      // Attributes for the first kPlusEntries names of a directory only: a
+      // walk stats what it lists (no LOOKUP round trip later), while a
+      // plain listing of a huge directory does not pay a lookup per name.
+      // An entry with node id 0 carries no attributes (the kernel then
+      // only lists it).
+      if (e.name == "." || e.name == ".." || e.next > kPlusEntries) {
         ep.attr.st_ino = e.ino;
         ep.attr.st_mode = e.type;
       } else {
