@@ -82,9 +82,9 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // No writeback cache (FUSE_CAP_WRITEBACK_CACHE), though it would batch
   // small writes: the kernel then keeps its own mtime of written files,
   // which fallocate, copy_file_range and O_DIRECT writes done here do not
-  // match, so times change across a remount (fs_ops_test). WritebackFlags
-  // is ready for it.
-  ctx->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
+  // match, so times change across a remount (fs_ops_test). Turning it on
+  // also needs our fds readable and not O_APPEND (the kernel reads pages
+  // it writes partially and places appends itself).
   if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
   // The umask is ours to apply: not where a default ACL decides the mode.
   want(FUSE_CAP_DONT_MASK);
@@ -171,17 +171,8 @@ void SetOpenFlags(fuse_file_info* fi, const OpenFile& file) {
   if (file.flags & O_DIRECT) fi->direct_io = 1;
 }
 
-// With the writeback cache the kernel reads pages it writes partially
-// (through any open file of the inode) and places appends itself: our fd
-// must be readable and must not append.
-int WritebackFlags(fuse_req_t req, int flags) {
-  if (!Ctx(req).writeback) return flags;
-  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
-  return flags & ~O_APPEND;
-}
-
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto r = Fs(req).Open(ino, WritebackFlags(req, fi->flags));
+  auto r = Fs(req).Open(ino, fi->flags);
   if (!r) return ReplyError(req, r.error());
   OpenFile* file = r->release();
   SetOpenFlags(fi, *file);
@@ -190,8 +181,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) {
-  auto r = Fs(req).CreateFile(parent, name, mode,
-                              WritebackFlags(req, fi->flags), CallerOf(req));
+  auto r = Fs(req).CreateFile(parent, name, mode, fi->flags, CallerOf(req));
   if (!r) return ReplyError(req, r.error());
   OpenFile* file = r->second.release();
   SetOpenFlags(fi, *file);

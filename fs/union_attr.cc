@@ -62,7 +62,7 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
   if (read_only()) return Error(EROFS, "setattr");
   auto node = table_->GetShared(nodeid);
   if (!node) return Error(ESTALE, "setattr");
-  // The writeback cache writes back times the kernel kept, ctime among
+  // The kernel may write back times it kept, ctime among
   // them, also of an inode just unlinked: nothing to copy up (ctime is
   // the host's to set), and no name to copy up to.
   if ((to_set & ~FUSE_SET_ATTR_CTIME) == 0 ||

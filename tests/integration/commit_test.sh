@@ -15,15 +15,7 @@ need_strata
 setup_work
 fixture make-busybox-image "$WORK/bb" >/dev/null
 
-problems=0
-expect() { # expect LABEL WANT SEEN
-  if [[ $2 == "$3" ]]; then
-    note "ok: $1"
-  else
-    printf '[%s] PROBLEM: %s: want %q, seen %q\n' "$TEST_NAME" "$1" "$2" "$3"
-    problems=$((problems + 1))
-  fi
-}
+start=$EPOCHREALTIME
 
 # Every entry of the tree but the launcher's mounts and placeholders: path, type and
 # mode, owner, size of files, links of non-directories, mtime, and content or target.
@@ -75,10 +67,7 @@ suite() { # suite WHO STORE RUNAS...
   "${S[@]}" run --name c3 bb sleep 30 &
   local runner=$!
   BG_PIDS+=("$runner")
-  for _ in $(seq 50); do
-    [[ -n $(pids_naming -x 30) ]] && break
-    sleep 0.1
-  done
+  wait_naming -x 30
   rc=0
   out=$("${S[@]}" commit c3 --name bad 2>&1) || rc=$?
   expect "$who: commit of a running container is refused (one line)" "1 1" "$rc $(grep -c '' <<<"$out")"
@@ -98,7 +87,7 @@ rm "$WORK/mnt/bin/ls"
 "${S[@]}" umount "$WORK/mnt"
 "${S[@]}" commit "$WORK/up" --image bb --name bb3 >/dev/null
 out=$("${S[@]}" run --rm bb3 /bin/sh -c 'cat /plain; ls /bin/ls 2>&1 || true')
-expect "root: an upper directory commits with --image" "plain ls: /bin/ls: No such file or directory" "$(echo $out)"
+expect "root: an upper directory commits with --image" "plain ls: /bin/ls: No such file or directory" "${out//$'\n'/ }"
 rc=0
 out=$("${S[@]}" commit "$WORK/nothing" --name bb4 2>&1) || rc=$?
 expect "root: an unknown container is one line" "1 1" "$rc $(grep -c '' <<<"$out")"
@@ -112,5 +101,4 @@ if id strata-test >/dev/null 2>&1 && [[ $(stat -c %a /dev/fuse) == 666 ]]; then
 else
   note "rootless part skipped: needs the user strata-test and /dev/fuse mode 0666 (tools/check sets both up)"
 fi
-((problems == 0)) || fail "$problems checks failed (PROBLEM lines above)"
-note PASS
+finish "$start"

@@ -129,6 +129,16 @@ pids_naming() {
   return 0
 }
 
+# wait_naming [-x] TEXT: wait up to 5 s until a process names TEXT (see pids_naming).
+wait_naming() {
+  local i
+  for ((i = 0; i < 50; i++)); do
+    [[ -n $(pids_naming "$@") ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # running PID: PID is a live process (not gone, not a zombie).
 running() {
   local stat
@@ -278,6 +288,16 @@ check() {
   if ((TIMED_RC != 0)); then
     # shellcheck disable=SC2016 # the backquotes are literal
     printf '[%s] PROBLEM: %s: `%s` exited %d\n' "$TEST_NAME" "$1" "${*:2}" "$TIMED_RC"
+    PROBLEMS=$((PROBLEMS + 1))
+  fi
+}
+# expect LABEL WANT SEEN: a check of a value: a PROBLEM line (and finish fails) unless
+# SEEN is WANT.
+expect() {
+  if [[ $2 == "$3" ]]; then
+    note "ok: $1"
+  else
+    printf '[%s] PROBLEM: %s: want %q, seen %q\n' "$TEST_NAME" "$1" "$2" "$3"
     PROBLEMS=$((PROBLEMS + 1))
   fi
 }

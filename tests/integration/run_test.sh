@@ -13,15 +13,7 @@ setup_work
 # Skips only if the fixture does (exit 77: no busybox-static); any other failure fails.
 fixture make-busybox-image "$WORK/bb" >/dev/null
 
-problems=0
-expect() { # expect LABEL WANT SEEN
-  if [[ $2 == "$3" ]]; then
-    note "ok: $1"
-  else
-    printf '[%s] PROBLEM: %s: want %q, seen %q\n' "$TEST_NAME" "$1" "$2" "$3"
-    problems=$((problems + 1))
-  fi
-}
+start=$EPOCHREALTIME
 
 suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix command)
   local who=$1 store=$2
@@ -40,10 +32,7 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 31' & # "31" names only sleep
   local runner=$!
   BG_PIDS+=("$runner")
-  for _ in $(seq 50); do
-    [[ -n $(pids_naming -x 31) ]] && break
-    sleep 0.1
-  done
+  wait_naming -x 31
   kill -KILL "$(pids_naming -x 31)"
   rc=0
   wait "$runner" || rc=$?
@@ -96,10 +85,7 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep
   runner=$!
   BG_PIDS+=("$runner")
-  for _ in $(seq 50); do
-    [[ -n $(pids_naming -x 30) ]] && break
-    sleep 0.1
-  done
+  wait_naming -x 30
   kill -TERM "$runner"
   rc=0
   wait "$runner" || rc=$?
@@ -125,10 +111,7 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: orphaned children are reaped (no zombies)" 0 "$out"
   "${S[@]}" run --name k1 bb /bin/sh -c 'sleep 61' &
   runner=$!
-  for _ in $(seq 50); do # until the command runs: sleep's argv is "sleep" "61"
-    [[ -n $(pids_naming -x 61) ]] && break
-    sleep 0.1
-  done
+  wait_naming -x 61
   kill -KILL "$runner"
   wait "$runner" 2>/dev/null || true
   local left=''
@@ -176,5 +159,4 @@ if id strata-nosub >/dev/null 2>&1 && ! grep -q '^strata-nosub:' /etc/subuid &&
 else
   note "single-id part skipped: needs the user strata-nosub without /etc/subuid entries (tools/check makes it)"
 fi
-((problems == 0)) || fail "$problems checks failed (PROBLEM lines above)"
-note PASS
+finish "$start"

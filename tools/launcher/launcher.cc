@@ -63,14 +63,18 @@ void ForwardSignalsTo(pid_t pid, bool interrupt = false) {
     ::sigaction(sig, &sa, nullptr);
 }
 
-// The signal mask of `field` ("SigCgt:", "SigBlk:", "SigIgn:") in
-// /proc/PID/status, 0 when unreadable.
-uint64_t SignalMask(pid_t pid, std::string_view field) {
+// The signals `pid` catches, blocks or ignores (SigCgt, SigBlk, SigIgn of
+// /proc/PID/status; none when unreadable).
+uint64_t HandledSignals(pid_t pid) {
   auto status = sys::ReadFile("/proc/" + std::to_string(pid) + "/status");
   if (!status) return 0;
-  size_t at = status->find(field);
-  if (at == std::string::npos) return 0;
-  return std::strtoull(status->c_str() + at + field.size(), nullptr, 16);
+  uint64_t mask = 0;
+  for (std::string_view field : {"SigCgt:", "SigBlk:", "SigIgn:"}) {
+    size_t at = status->find(field);
+    if (at != std::string::npos)
+      mask |= std::strtoull(status->c_str() + at + field.size(), nullptr, 16);
+  }
+  return mask;
 }
 
 bool TerminatesByDefault(int sig) {
@@ -84,8 +88,7 @@ bool TerminatesByDefault(int sig) {
 // report the signal as its cause of death. Returns that signal, or 0.
 int EmulateDefaultAction(pid_t init) {
   int pending = g_forwarded.exchange(0);
-  uint64_t handled = SignalMask(init, "SigCgt:") | SignalMask(init, "SigBlk:") |
-                     SignalMask(init, "SigIgn:");
+  uint64_t handled = HandledSignals(init);
   for (int sig : kForwarded) {
     if ((pending & (1 << sig)) == 0 || !TerminatesByDefault(sig)) continue;
     if ((handled & (uint64_t{1} << (sig - 1))) != 0) continue;

@@ -59,6 +59,18 @@ Status Outcome(pid_t child, const std::string& wire) {
   return Error(w.code, w.op, wire.substr(sizeof w));
 }
 
+// fork(2), the child killed when the caller dies (also if it already has).
+Result<pid_t> ForkDyingWithParent() {
+  pid_t parent = ::getpid();
+  pid_t child = ::fork();
+  if (child < 0) return Error::FromErrno("fork", "child");
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(1);
+  }
+  return child;
+}
+
 }  // namespace
 
 Status RunInChild(const std::function<Status()>& body,
@@ -66,12 +78,8 @@ Status RunInChild(const std::function<Status()>& body,
   int err[2];
   if (::pipe2(err, O_CLOEXEC) != 0) return Error::FromErrno("pipe", "child");
   UniqueFd err_r(err[0]), err_w(err[1]);
-  pid_t parent = ::getpid();
-  pid_t child = ::fork();
-  if (child < 0) return Error::FromErrno("fork", "child");
+  STRATA_ASSIGN_OR_RETURN(pid_t child, ForkDyingWithParent());
   if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(1);
     Status s = body();
     if (!s) SendError(err_w.get(), s.error());
     _exit(s ? 0 : 1);
@@ -89,12 +97,8 @@ Status RunAsMappedRoot(const std::function<Status()>& body) {
     return Error::FromErrno("pipe", "child");
   UniqueFd err_r(err[0]), err_w(err[1]), up_r(up[0]), up_w(up[1]),
       down_r(down[0]), down_w(down[1]);
-  pid_t parent = ::getpid();
-  pid_t child = ::fork();
-  if (child < 0) return Error::FromErrno("fork", "child");
+  STRATA_ASSIGN_OR_RETURN(pid_t child, ForkDyingWithParent());
   if (child == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) _exit(1);
     if (rootless) {
       char c = 0;
       if (::unshare(CLONE_NEWUSER) != 0) {

@@ -85,43 +85,44 @@ Status AttachTerminal(int slave) {
   return Ok();
 }
 
-Status SendFd(int sock, int fd) {
+// One byte of payload and room for one fd: the message both ends use.
+struct FdMessage {
   char byte = 't';
-  struct iovec iov {
-    &byte, 1
-  };
+  struct iovec iov {};
   alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
   struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+
+  FdMessage() {
+    iov = {&byte, 1};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+};
+
+Status SendFd(int sock, int fd) {
+  FdMessage m;
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
-  if (::sendmsg(sock, &msg, MSG_NOSIGNAL) != 1)
+  if (::sendmsg(sock, &m.msg, MSG_NOSIGNAL) != 1)
     return Error::FromErrno("sendmsg", "terminal");
   return Ok();
 }
 
 Result<std::optional<UniqueFd>> ReceiveFd(int sock) {
-  char byte = 0;
-  struct iovec iov {
-    &byte, 1
-  };
-  alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
+  FdMessage m;
   ssize_t n;
-  while ((n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  while ((n = ::recvmsg(sock, &m.msg, MSG_CMSG_CLOEXEC)) < 0 &&
+         errno == EINTR) {
   }
   if (n < 0) return Error::FromErrno("recvmsg", "terminal");
-  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   if (n == 0 || c == nullptr || c->cmsg_type != SCM_RIGHTS)
     return std::optional<UniqueFd>();
   int fd = -1;
