@@ -75,11 +75,25 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 30 & wait' &
   runner=$!
   BG_PIDS+=("$runner")
-  sleep 1
+  wait_naming -x 30 # the trap is set before sleep starts
   kill -TERM "$runner"
   rc=0
   wait "$runner" || rc=$?
   expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
+  # A SIGTERM at any moment of the start ends it with 143, and --rm still
+  # removes the container.
+  local statuses=''
+  for delay in 0 0.003 0.01 0.02 0.04; do
+    "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 29' &
+    runner=$!
+    sleep "$delay"
+    kill -TERM "$runner"
+    rc=0
+    wait "$runner" || rc=$?
+    statuses+="$rc "
+  done
+  expect "$who: SIGTERM during the start: 143 each time" "143 143 143 143 143 " "$statuses"
+  expect "$who: ... and --rm leaves nothing" c1 "$(ls "$store/containers")"
   # The command is PID 1 and has no TERM handler: the kernel would drop the
   # signal, strata does what its default action would.
   "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep

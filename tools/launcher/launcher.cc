@@ -46,6 +46,14 @@ volatile sig_atomic_t g_forward_to = 0;
 // lock-free, so async-signal-safe).
 std::atomic<int> g_forwarded{0};
 
+sigset_t ForwardedSet() {
+  sigset_t set;
+  ::sigemptyset(&set);
+  for (int sig : kForwarded)
+    ::sigaddset(&set, sig);
+  return set;
+}
+
 void Forward(int sig) {
   if (g_forward_to > 0) ::kill(g_forward_to, sig);
   g_forwarded.fetch_or(1 << sig);
@@ -377,6 +385,15 @@ Status CheckHost() {
 
 }  // namespace
 
+ForwardedSignalsHold::ForwardedSignalsHold() {
+  const sigset_t forwarded = ForwardedSet();
+  ::sigprocmask(SIG_BLOCK, &forwarded, &caller_mask_);
+}
+
+ForwardedSignalsHold::~ForwardedSignalsHold() {
+  ::sigprocmask(SIG_SETMASK, &caller_mask_, nullptr);
+}
+
 Result<int> Launch(const LaunchSpec& spec_in) {
   STRATA_RETURN_IF_ERROR(CheckHost());
   LaunchSpec spec = spec_in;
@@ -392,25 +409,20 @@ Result<int> Launch(const LaunchSpec& spec_in) {
   pid_t parent = ::getpid();
   // Signals wait until this process forwards them: one arriving between the
   // fork and the handlers would otherwise end `strata run` without its
-  // cleanup (--rm, state).
-  sigset_t forwarded, old_mask;
-  ::sigemptyset(&forwarded);
-  for (int sig : kForwarded)
-    ::sigaddset(&forwarded, sig);
-  ::sigprocmask(SIG_BLOCK, &forwarded, &old_mask);
+  // cleanup (--rm, state). Unblocked (not restored) afterwards: the caller
+  // may hold them already (ForwardedSignalsHold).
+  ForwardedSignalsHold hold;
+  const sigset_t forwarded = ForwardedSet();
   pid_t a = ::fork();
-  if (a < 0) {
-    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
-    return Error::FromErrno("fork", "launcher");
-  }
+  if (a < 0) return Error::FromErrno("fork", "launcher");
   if (a == 0) {
-    ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+    ::sigprocmask(SIG_UNBLOCK, &forwarded, nullptr);
     ::close(err_pipe[0]);
     if (tty_sock[0] >= 0) ::close(tty_sock[0]);
     StageA(spec, parent, up[1], down[0], err_pipe[1]);
   }
   ForwardSignalsTo(a);
-  ::sigprocmask(SIG_SETMASK, &old_mask, nullptr);
+  ::sigprocmask(SIG_UNBLOCK, &forwarded, nullptr);
   // A stage that died early closes its pipes: the writes below then fail
   // with EPIPE, which must not kill `strata run` before its cleanup.
   ::signal(SIGPIPE, SIG_IGN);

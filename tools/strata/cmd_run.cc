@@ -111,6 +111,7 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
     STRATA_ASSIGN_OR_RETURN(auto vol, ParseVolume(v));
     spec.volumes.push_back(vol);
   }
+  launcher::ForwardedSignalsHold hold;  // from here on, --rm must run
   STRATA_RETURN_IF_ERROR(launcher::CreateContainer(spec));
   spec.net_none = a.net == "none";
   spec.read_only = a.read_only;
