@@ -275,10 +275,22 @@ Result<std::string> ReadIfThere(const std::string& path) {
   _exit(WaitFor(cmd));
 }
 
-Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
-    const LaunchSpec& spec) {
+// Stage A's own mount namespace and the image's lower tree: neither needs
+// the id maps, so this runs while the parent writes them.
+Result<std::unique_ptr<fs::LowerSource>> PrepareImage(const LaunchSpec& spec) {
+  if (::unshare(CLONE_NEWNS) != 0)
+    return Error::FromErrno("unshare", "mount namespace");
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+    return Error::FromErrno("mount", "make / private");
   STRATA_ASSIGN_OR_RETURN(auto lower, fs::StoredLowerSource::OpenPinned(
                                           spec.store_root, spec.view));
+  return std::unique_ptr<fs::LowerSource>(std::move(lower));
+}
+
+// The union, once the ids are mapped: it probes what the mapped user may do
+// in the upper (chown, trusted xattrs) and mounts as that user.
+Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
+    const LaunchSpec& spec, std::unique_ptr<fs::LowerSource> lower) {
   fs::UnionOptions uo;
   uo.upper_dir = spec.container_dir + "/upper";
   uo.work_dir = spec.container_dir + "/work";
@@ -303,16 +315,17 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
                                     "user namespace (are unprivileged user "
                                     "namespaces enabled?)"));
     char c = 'u';
-    if (::write(to_parent, &c, 1) != 1 || ::read(from_parent, &c, 1) != 1 ||
-        c == 'E')
+    if (::write(to_parent, &c, 1) != 1) _exit(kSetupFailed);
+  }
+  auto lower = PrepareImage(spec);  // while the parent maps the ids
+  if (rootless) {
+    char c = 0;
+    if (::read(from_parent, &c, 1) != 1 || c == 'E')
       _exit(kSetupFailed);  // the parent reports why
     full_map = c == 'F';
   }
-  if (::unshare(CLONE_NEWNS) != 0)
-    Fail(err_fd, Error::FromErrno("unshare", "mount namespace"));
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-    Fail(err_fd, Error::FromErrno("mount", "make / private"));
-  auto mount = MountImage(spec);
+  if (!lower) Fail(err_fd, lower.error());
+  auto mount = MountImage(spec, std::move(*lower));
   if (!mount) Fail(err_fd, mount.error());
   (*mount)->AnswerInit();  // the container's first lookup need not wait
   // clone(2) with the namespace flags, not unshare + fork: a process that
