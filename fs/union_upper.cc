@@ -265,11 +265,13 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
   return Ok();
 }
 
-// Copies the data of `ref` into a new file `tmp` in the work directory.
-static Status FillFromLower(LowerSource& lower, LowerRef ref, int fd) {
+// Copies the data of `ref` into `fd`, a new file in the work directory;
+// `durable`: the caller fsyncs it next (host::CopyData).
+static Status FillFromLower(LowerSource& lower, LowerRef ref, int fd,
+                            bool durable) {
   STRATA_ASSIGN_OR_RETURN(layerdb::FileContent content, lower.OpenContent(ref));
   if (content.in_blob())
-    return host::CopyData(content.fd.get(), fd, content.size);
+    return host::CopyData(content.fd.get(), fd, content.size, durable);
   const std::string& d = content.inline_data;
   if (!d.empty() &&
       ::pwrite(fd, d.data(), d.size(), 0) != static_cast<ssize_t>(d.size()))
@@ -289,7 +291,8 @@ Status UnionFs::EnsureIndexed(const std::shared_ptr<Inode>& node) {
     STRATA_ASSIGN_OR_RETURN(
         UniqueFd fd,
         host::OpenAt(work_fd_.get(), tmp, O_CREAT | O_EXCL | O_RDWR, 0600));
-    STRATA_RETURN_IF_ERROR(FillFromLower(*lower_, ref, fd.get()));
+    STRATA_RETURN_IF_ERROR(
+        FillFromLower(*lower_, ref, fd.get(), !options_.volatile_upper));
     STRATA_RETURN_IF_ERROR(SyncFile(fd.get()));
   }
   STRATA_RETURN_IF_ERROR(
@@ -337,7 +340,9 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
   STRATA_ASSIGN_OR_RETURN(
       UniqueFd fd,
       host::OpenAt(work_fd_.get(), tmp, O_CREAT | O_EXCL | O_RDWR, 0600));
-  if (!truncate) STRATA_RETURN_IF_ERROR(FillFromLower(*lower_, *ref, fd.get()));
+  if (!truncate)
+    STRATA_RETURN_IF_ERROR(
+        FillFromLower(*lower_, *ref, fd.get(), !options_.volatile_upper));
   STRATA_RETURN_IF_ERROR(SyncFile(fd.get()));
   std::unique_lock lock(ns_mutex_);
   // Metadata as it is now: a chmod or chown may have made a stub meanwhile.
