@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -169,9 +171,50 @@ Status CopyRange(int src, int dst, off_t off, off_t end) {
   return Ok();
 }
 
+// Direct I/O from a mapping of `src`: the writes read its page cache and
+// leave none behind for `dst`, so there is no second in-memory copy of the
+// data and nothing for the fsync before publishing to write back. On this
+// kind of machine (2 cores, virtio disk) a durable copy of a cached 1 GiB
+// blob took 315-375 ms this way against 730-1120 ms for copy_file_range
+// and fsync.
+constexpr off_t kDirectAlign = 4096;  // a page: mmap offsets, DIO blocks
+constexpr off_t kDirectChunk = off_t{32} << 20;
+
+// Copies the aligned part of [off, end) by direct I/O; returns how far it
+// got (`off` where direct I/O or the mapping is refused: the caller copies
+// the rest, and reports any real error, with CopyRange).
+off_t CopyDirect(int src, int dst, off_t off, off_t end) {
+  if (off % kDirectAlign != 0) return off;
+  off_t stop = end - end % kDirectAlign;
+  while (off < stop) {
+    size_t len = static_cast<size_t>(std::min(kDirectChunk, stop - off));
+    void* m = ::mmap(nullptr, len, PROT_READ, MAP_SHARED, src, off);
+    if (m == MAP_FAILED) return off;
+    ssize_t n = ::pwrite(dst, m, len, off);
+    ::munmap(m, len);
+    if (n <= 0 || n % kDirectAlign != 0) return n > 0 ? off + n : off;
+    off += n;
+  }
+  return off;
+}
+
+// Copies [data, hole) of `src`, by direct I/O first when `durable`.
+Status CopySegment(int src, int dst, off_t data, off_t hole, bool durable) {
+  if (durable) {
+    int flags = ::fcntl(dst, F_GETFL);
+    if (flags >= 0 && ::fcntl(dst, F_SETFL, flags | O_DIRECT) == 0) {
+      data = CopyDirect(src, dst, data, hole);
+      // The unaligned tail, and anything refused, through the page cache.
+      if (::fcntl(dst, F_SETFL, flags) != 0)
+        return Error::FromErrno("fcntl", "copy-up target");
+    }
+  }
+  return CopyRange(src, dst, data, hole);
+}
+
 }  // namespace
 
-Status CopyData(int src, int dst, uint64_t size) {
+Status CopyData(int src, int dst, uint64_t size, bool durable) {
   if (size == 0) return Ok();
   if (::ioctl(dst, FICLONE, src) == 0) return Ok();
   off_t end = static_cast<off_t>(size);
@@ -186,7 +229,7 @@ Status CopyData(int src, int dst, uint64_t size) {
     }
     off_t hole = ::lseek(src, data, SEEK_HOLE);
     if (hole < 0 || hole > end) hole = end;
-    STRATA_RETURN_IF_ERROR(CopyRange(src, dst, data, hole));
+    STRATA_RETURN_IF_ERROR(CopySegment(src, dst, data, hole, durable));
     pos = hole;
   }
   return Ok();

@@ -50,8 +50,11 @@ Status RemoveXattr(const std::string& path, const std::string& name);
 
 // Copies `size` bytes of `src` to `dst` (both at offset 0): FICLONE where
 // the filesystem can share extents, else copy_file_range, else read/write.
-// Holes in `src` stay holes where SEEK_DATA finds them.
-Status CopyData(int src, int dst, uint64_t size);
+// Holes in `src` stay holes where SEEK_DATA finds them. `durable`: the
+// caller fsyncs `dst` next; the copy then uses direct I/O where the upper
+// filesystem allows it (most of the data is on disk when it returns, and
+// `dst` leaves nothing in the page cache).
+Status CopyData(int src, int dst, uint64_t size, bool durable);
 
 // Reads a whole directory (fd opened O_RDONLY|O_DIRECTORY): name, type
 // (DT_*), d_ino. "." and ".." are left out.

@@ -69,6 +69,11 @@ struct Inode {
   // the shared lock).
   std::atomic<int64_t> dir_nlink{-1};
   bool xattr_whiteouts = false;  // opaque value "x": may hold xattr whiteouts
+  // Directory: whether its upper part has a default ACL (which then decides
+  // the mode of new entries instead of the umask); unknown until a create
+  // asks, and forgotten when that xattr is set or removed through us, so a
+  // create costs no getxattr of the parent.
+  std::optional<bool> default_acl;
   // Merged directory: the listing a reader started at offset 0 (readdir
   // offsets are positions in it), kept until that reader reaches its end.
   std::mutex listing_mutex;

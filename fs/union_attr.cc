@@ -180,6 +180,7 @@ Status UnionFs::SetXattr(uint64_t nodeid, std::string_view name,
   if (!node) return Error(ESTALE, "setxattr");
   std::unique_lock lock(ns_mutex_);
   if (!node->has_upper) STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
+  if (n == kDefaultAcl) node->default_acl.reset();
   auto set = host::SetXattr(UpperPath(*node), n, value, flags);
   if (!set) return Error(set.error().code(), "setxattr", n);
   return Ok();
@@ -202,6 +203,7 @@ Status UnionFs::RemoveXattr(uint64_t nodeid, std::string_view name) {
     if (!found) return Error(ENODATA, "removexattr", n);
     STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
   }
+  if (n == kDefaultAcl) node->default_acl.reset();
   std::string path = UpperPath(*node);
   int rc = host::IsFdLink(path) ? ::removexattr(path.c_str(), n.c_str())
                                 : ::lremovexattr(path.c_str(), n.c_str());

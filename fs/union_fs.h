@@ -149,11 +149,19 @@ class UnionFs {
   Status CheckFormat(int work_fd, const std::string& work);
 
   // --- lookup and identity (union_lookup.cc); REQUIRES ns_mutex_ held.
+  // What LookupChild saw on its way, for callers about to change the name
+  // (so that they do not stat the upper or probe the lower tree again).
+  struct ChildProbe {
+    bool upper_entry = false;      // the upper directory has an entry there
+                                   // (a whiteout, when the name is hidden)
+    std::optional<bool> in_lower;  // the lower tree has it (when asked)
+  };
   // With `lower_st`: set to the lower record's attributes when the child
   // comes from the lower tree only (so a lookup reads the record once).
   Result<std::shared_ptr<Inode>> LookupChild(
       const std::shared_ptr<Inode>& dir, std::string_view name,
-      std::optional<struct stat>* lower_st = nullptr);
+      std::optional<struct stat>* lower_st = nullptr,
+      ChildProbe* probe = nullptr);
   // With `live`: a non-directory whose identity has a usable live Inode
   // sets it and returns only `ino` (the rest would be discarded).
   Result<UpperInfo> ResolveUpper(const Inode& dir, std::string_view name,
@@ -162,6 +170,13 @@ class UnionFs {
   Result<std::shared_ptr<Inode>> FromUpper(const std::shared_ptr<Inode>& dir,
                                            std::string_view name,
                                            const struct stat& st);
+  // The Inode of an object this mount just made in the upper directory at
+  // `name` (`st` its lstat, `dirfd` its O_PATH fd when a directory): it has
+  // no xattrs of the upper format but the opaque mark, so none are read.
+  Result<std::shared_ptr<Inode>> FromNewUpper(const std::shared_ptr<Inode>& dir,
+                                              std::string_view name,
+                                              const struct stat& st,
+                                              UniqueFd dirfd, bool opaque);
   Result<std::shared_ptr<Inode>> FromLower(const std::shared_ptr<Inode>& dir,
                                            std::string_view name,
                                            const LowerEntry& le);
@@ -172,6 +187,12 @@ class UnionFs {
                                const struct stat& st);
   Result<EntryOut> Reply(const std::shared_ptr<Inode>& node);
   Result<struct stat> StatOf(Inode& node);
+  // Mode and group of a directory as the union shows them (for new
+  // entries: setgid, group), without StatOf's merged nlink.
+  Result<struct stat> OwnerOf(const Inode& dir) const;
+  // Whether the upper part of `dir` has a default ACL (cached in the Inode;
+  // REQUIRES the exclusive lock).
+  Result<bool> HasDefaultAcl(Inode& dir);
 
   // --- upper plumbing (union_upper.cc)
   Status EnsureUpperDir(const std::shared_ptr<Inode>& dir);  // takes ns lock
@@ -196,8 +217,10 @@ class UnionFs {
   Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);
   // Sets the owner (or records it where chown is refused) and, with
   // `set_mode`, the mode (chown may have dropped suid/sgid).
+  // `recorded` (optional) is set when the owner went to override_stat.
   Status ApplyOwner(const std::string& path, uid_t uid, gid_t gid, mode_t mode,
-                    dev_t rdev, bool is_symlink, bool set_mode = true);
+                    dev_t rdev, bool is_symlink, bool set_mode = true,
+                    bool* recorded = nullptr);
   Status AdjustGroupNlink(Inode& node, int delta);
   Status SetOwner(Inode& node, const std::string& path, uid_t uid, gid_t gid);
   bool CanOwn(uid_t uid, gid_t gid) const;
@@ -217,6 +240,9 @@ class UnionFs {
   Result<EntryOut> CreateObject(uint64_t parent, std::string_view name,
                                 const NewObject& what, const Caller& caller,
                                 UniqueFd* fd_out);
+  Result<EntryOut> ReplyCreated(const std::shared_ptr<Inode>& dir,
+                                std::string_view name, mode_t type,
+                                const UniqueFd* fd, bool plain, bool opaque);
   Status LostName(const std::shared_ptr<Inode>& node);
   Status Anchor(Inode& node, const Inode& dir, std::string_view name);
   Status IndexUpper(Inode& node);

@@ -38,6 +38,12 @@ bool HasName(const std::vector<std::string>& names, const std::string& n) {
   return false;
 }
 
+// The st_ino of an upper object with no lower origin.
+uint64_t UpperOnlyIno(const struct stat& st) {
+  return kUpperInoBase |
+         (static_cast<uint64_t>(st.st_ino) & (kUpperInoBase - 1));
+}
+
 // A live Inode that an upper entry of type `st` may resolve to.
 bool UsableUpper(const Inode& live, const struct stat& st) {
   return (live.type & S_IFMT) == (st.st_mode & S_IFMT) && live.has_upper &&
@@ -127,13 +133,10 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
       }
       if (info.lower && !S_ISDIR(info.lower->st.st_mode)) info.lower.reset();
     }
-    info.ino = info.lower ? info.lower->st.st_ino
-                          : kUpperInoBase | (static_cast<uint64_t>(st.st_ino) &
-                                             (kUpperInoBase - 1));
+    info.ino = info.lower ? info.lower->st.st_ino : UpperOnlyIno(st);
     return info;
   }
-  info.ino =
-      kUpperInoBase | (static_cast<uint64_t>(st.st_ino) & (kUpperInoBase - 1));
+  info.ino = UpperOnlyIno(st);
   for (const UpperFormat& f : both) {
     STRATA_ASSIGN_OR_RETURN(auto v, get(f.Origin()));
     if (v) {
@@ -220,6 +223,21 @@ Result<std::shared_ptr<Inode>> UnionFs::FromUpper(
   return table_->FindOrInsert(std::move(node));
 }
 
+Result<std::shared_ptr<Inode>> UnionFs::FromNewUpper(
+    const std::shared_ptr<Inode>& dir, std::string_view name,
+    const struct stat& st, UniqueFd dirfd, bool opaque) {
+  uint64_t ino = UpperOnlyIno(st);
+  if (auto found = table_->Find(ino); found && UsableUpper(*found, st))
+    return found;
+  auto node = std::make_shared<Inode>(ino, st.st_mode & S_IFMT);
+  node->has_upper = true;
+  node->upper = std::move(dirfd);
+  node->parent = dir;
+  node->name = std::string(name);
+  node->opaque = opaque;
+  return table_->FindOrInsert(std::move(node));
+}
+
 Result<std::shared_ptr<Inode>> UnionFs::FromLower(
     const std::shared_ptr<Inode>& dir, std::string_view name,
     const LowerEntry& le) {
@@ -252,19 +270,21 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
 
 Result<std::shared_ptr<Inode>> UnionFs::LookupChild(
     const std::shared_ptr<Inode>& dir, std::string_view name,
-    std::optional<struct stat>* lower_st) {
+    std::optional<struct stat>* lower_st, ChildProbe* probe) {
   if (!dir->is_dir()) return Error(ENOTDIR, "lookup", std::string(name));
   if (name.size() > 255)
     return Error(ENAMETOOLONG, "lookup", std::string(name));
   if (dir->upper.valid()) {
     STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir->upper.get(), name));
     if (st) {
+      if (probe != nullptr) probe->upper_entry = true;
       STRATA_ASSIGN_OR_RETURN(bool wh, IsUpperWhiteout(*dir, name, *st));
       if (wh) return std::shared_ptr<Inode>();
       return FromUpper(dir, name, *st);
     }
   }
   STRATA_ASSIGN_OR_RETURN(auto le, LowerChild(*dir, name));
+  if (probe != nullptr) probe->in_lower = le.has_value();
   if (!le) return std::shared_ptr<Inode>();
   if (dir->upper.valid()) {
     // The .wh.NAME form (written where mknod is refused, or by other tools).
@@ -315,6 +335,16 @@ Result<struct stat> UnionFs::StatOf(Inode& node) {
   }
   st.st_ino = node.st_ino;
   if (node.unlinked && !node.is_dir()) st.st_nlink = 0;
+  return st;
+}
+
+Result<struct stat> UnionFs::OwnerOf(const Inode& dir) const {
+  STRATA_ASSIGN_OR_RETURN(struct stat st, UpperStat(dir));
+  if (dir.override) {
+    st.st_uid = dir.override->uid;
+    st.st_gid = dir.override->gid;
+    st.st_mode = dir.override->mode;
+  }
   return st;
 }
 

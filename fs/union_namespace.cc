@@ -43,14 +43,21 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
   std::unique_lock lock(ns_mutex_);
   auto dir = table_->GetShared(parent);
   if (!dir) return Error(ESTALE, "create");
-  STRATA_ASSIGN_OR_RETURN(auto existing, LookupChild(dir, name));
+  ChildProbe probe;
+  STRATA_ASSIGN_OR_RETURN(auto existing,
+                          LookupChild(dir, name, nullptr, &probe));
   if (existing) return Error(EEXIST, "create", std::string(name));
+  // A directory copied up now is empty: `probe` saw no upper entry.
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
-  STRATA_ASSIGN_OR_RETURN(struct stat dst, StatOf(*dir));
-  STRATA_ASSIGN_OR_RETURN(auto at, host::StatAt(dir->upper.get(), name));
-  STRATA_ASSIGN_OR_RETURN(bool lower_has, NeedsWhiteout(*dir, name));
+  bool lower_has = false;
+  if (probe.in_lower) {
+    lower_has = *probe.in_lower;
+  } else {  // hidden by an upper whiteout: the lower was not asked
+    STRATA_ASSIGN_OR_RETURN(lower_has, NeedsWhiteout(*dir, name));
+  }
+  STRATA_ASSIGN_OR_RETURN(struct stat dst, OwnerOf(*dir));
   mode_t type = what.mode & S_IFMT;
-  bool in_work = at.has_value() || (type == S_IFDIR && lower_has);
+  bool in_work = probe.upper_entry || (type == S_IFDIR && lower_has);
   std::string tmp;
   if (in_work) {
     STRATA_ASSIGN_OR_RETURN(tmp, TempName());
@@ -61,9 +68,7 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
   if (type != S_IFLNK) {
     // With a default ACL on the parent, the upper filesystem derives the
     // mode from it (our umask is 0); else the caller's umask applies.
-    STRATA_ASSIGN_OR_RETURN(
-        auto dacl,
-        host::GetXattr(FdPath(dir->upper.get()), "system.posix_acl_default"));
+    STRATA_ASSIGN_OR_RETURN(bool dacl, HasDefaultAcl(*dir));
     if (!dacl) mode &= ~caller.umask;
   }
   gid_t gid = caller.gid;
@@ -72,14 +77,13 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
     if (type == S_IFDIR) mode |= S_ISGID;
   }
   dev_t rdev = what.rdev;
+  UniqueFd fd;
   switch (type) {
     case S_IFREG: {
       int flags = (what.open_flags & (O_ACCMODE | O_APPEND | O_DIRECT | O_SYNC |
                                       O_DSYNC | O_NOATIME)) |
                   O_CREAT | O_EXCL;
-      STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
-                              host::OpenAt(dirfd, nm, flags, mode & 07777));
-      if (fd_out != nullptr) *fd_out = std::move(fd);
+      STRATA_ASSIGN_OR_RETURN(fd, host::OpenAt(dirfd, nm, flags, mode & 07777));
       break;
     }
     case S_IFDIR:
@@ -98,17 +102,65 @@ Result<EntryOut> UnionFs::CreateObject(uint64_t parent, std::string_view name,
   // The mode was given at creation (where a default ACL may have shaped
   // it); set it again only for bits that creation or chown may drop.
   bool special = (mode & (S_ISUID | S_ISGID | S_ISVTX)) != 0;
-  STRATA_RETURN_IF_ERROR(
-      ApplyOwner(path, caller.uid, gid, mode, rdev, type == S_IFLNK, special));
-  if (type == S_IFDIR && lower_has)
+  bool recorded = false;
+  STRATA_RETURN_IF_ERROR(ApplyOwner(path, caller.uid, gid, mode, rdev,
+                                    type == S_IFLNK, special, &recorded));
+  bool opaque = type == S_IFDIR && lower_has;
+  if (opaque)
     STRATA_RETURN_IF_ERROR(host::SetXattr(path, format_.Opaque(), "y"));
   if (in_work) STRATA_RETURN_IF_ERROR(PlaceFromWork(tmp, *dir, name));
-  DropDotWh(*dir, name);
-  if (type == S_IFDIR) dir->dir_nlink.store(-1);
-  STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir->upper.get(), name));
-  if (!st) return Error(EIO, "create", std::string(name) + " vanished");
-  STRATA_ASSIGN_OR_RETURN(auto node, FromUpper(dir, name, *st));
-  return Reply(node);
+  // A .wh.NAME marker only ever hides a lower entry (LookupChild reads it
+  // for no other name), so only then can there be one to drop.
+  if (lower_has) DropDotWh(*dir, name);
+  if (type == S_IFDIR) {
+    // One more subdirectory in the union (the name was not there before).
+    if (int64_t n = dir->dir_nlink.load(); n >= 0) dir->dir_nlink.store(n + 1);
+  }
+  bool plain =
+      !recorded && (type == S_IFREG || type == S_IFDIR || type == S_IFLNK);
+  STRATA_ASSIGN_OR_RETURN(EntryOut out,
+                          ReplyCreated(dir, name, type, &fd, plain, opaque));
+  if (fd_out != nullptr) *fd_out = std::move(fd);
+  return out;
+}
+
+// The entry of an object CreateObject just made. `plain`: a file, directory
+// or symlink whose owner is real (no override_stat), whose Inode follows
+// from its lstat alone; anything else is resolved as a lookup would.
+Result<EntryOut> UnionFs::ReplyCreated(const std::shared_ptr<Inode>& dir,
+                                       std::string_view name, mode_t type,
+                                       const UniqueFd* fd, bool plain,
+                                       bool opaque) {
+  if (!plain) {
+    STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir->upper.get(), name));
+    if (!st) return Error(EIO, "create", std::string(name) + " vanished");
+    STRATA_ASSIGN_OR_RETURN(auto node, FromUpper(dir, name, *st));
+    return Reply(node);
+  }
+  UniqueFd dirfd;
+  if (type == S_IFDIR) {
+    STRATA_ASSIGN_OR_RETURN(dirfd,
+                            host::OpenAt(dir->upper.get(), name,
+                                         O_PATH | O_DIRECTORY | O_NOFOLLOW));
+    fd = &dirfd;
+  }
+  struct stat st {};
+  if (fd != nullptr && fd->valid()) {
+    STRATA_ASSIGN_OR_RETURN(st, host::StatFd(fd->get()));
+  } else {
+    STRATA_ASSIGN_OR_RETURN(auto at, host::StatAt(dir->upper.get(), name));
+    if (!at) return Error(EIO, "create", std::string(name) + " vanished");
+    st = *at;
+  }
+  STRATA_ASSIGN_OR_RETURN(
+      auto node, FromNewUpper(dir, name, st, std::move(dirfd), opaque));
+  if (node->unlinked || node->parent != dir || node->name != name)
+    return Reply(node);  // an Inode we did not make: ask it
+  EntryOut out;
+  out.st = st;
+  out.st.st_ino = node->st_ino;
+  out.nodeid = table_->Ref(node);
+  return out;
 }
 
 Result<EntryOut> UnionFs::MakeNode(uint64_t parent, std::string_view name,
@@ -169,12 +221,16 @@ Status UnionFs::Unlink(uint64_t parent, std::string_view name) {
   std::unique_lock lock(ns_mutex_);
   auto dir = table_->GetShared(parent);
   if (!dir) return Error(ESTALE, "unlink");
-  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name));
+  ChildProbe probe;
+  STRATA_ASSIGN_OR_RETURN(auto node, LookupChild(dir, name, nullptr, &probe));
   if (!node) return Error(ENOENT, "unlink", std::string(name));
   if (node->is_dir()) return Error(EISDIR, "unlink", std::string(name));
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
   STRATA_RETURN_IF_ERROR(Anchor(*node, *dir, name));
-  STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
+  bool wh = probe.in_lower.value_or(false);
+  if (!probe.in_lower) {  // an upper entry: the lower was not asked
+    STRATA_ASSIGN_OR_RETURN(wh, NeedsWhiteout(*dir, name));
+  }
   STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
   return LostName(node);
 }
@@ -222,7 +278,9 @@ Status UnionFs::RemoveDir(uint64_t parent, std::string_view name) {
   STRATA_RETURN_IF_ERROR(EnsureUpperDir(dir));
   STRATA_ASSIGN_OR_RETURN(bool wh, NeedsWhiteout(*dir, name));
   STRATA_RETURN_IF_ERROR(RemoveUpperEntry(*dir, name, wh));
-  dir->dir_nlink.store(-1);
+  // One subdirectory less in the union.
+  int64_t n = dir->dir_nlink.load();
+  dir->dir_nlink.store(n > 2 ? n - 1 : -1);
   return LostName(node);
 }
 

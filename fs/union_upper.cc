@@ -75,9 +75,19 @@ Status UnionFs::MakeWhiteoutAt(const Inode& dir, std::string_view name) {
 Status UnionFs::RemoveUpperEntry(const Inode& dir, std::string_view name,
                                  bool whiteout) {
   std::string n(name);
+  if (!whiteout) {
+    // The common case (an upper-only name): one unlink; a directory, which
+    // may still hold whiteouts, is emptied first.
+    if (::unlinkat(dir.upper.get(), n.c_str(), 0) == 0 || errno == ENOENT)
+      return Ok();
+    if (errno != EISDIR) return Error::FromErrno("unlink", n);
+    if (::unlinkat(dir.upper.get(), n.c_str(), AT_REMOVEDIR) == 0) return Ok();
+    if (errno != ENOTEMPTY) return Error::FromErrno("rmdir", n);
+    return host::RemoveTreeAt(dir.upper.get(), name);
+  }
   STRATA_ASSIGN_OR_RETURN(auto st, host::StatAt(dir.upper.get(), name));
-  if (!st) return whiteout ? MakeWhiteoutAt(dir, name) : Ok();
-  if (whiteout && whiteout_devs_) {
+  if (!st) return MakeWhiteoutAt(dir, name);
+  if (whiteout_devs_) {
     // Replace the entry by a whiteout in one rename.
     STRATA_ASSIGN_OR_RETURN(std::string tmp, TempName());
     if (::mknodat(work_fd_.get(), tmp.c_str(), S_IFCHR | 0, makedev(0, 0)) ==
@@ -97,7 +107,7 @@ Status UnionFs::RemoveUpperEntry(const Inode& dir, std::string_view name,
     whiteout_devs_ = false;
   }
   STRATA_RETURN_IF_ERROR(host::RemoveTreeAt(dir.upper.get(), name));
-  return whiteout ? MakeWhiteoutAt(dir, name) : Ok();
+  return MakeWhiteoutAt(dir, name);
 }
 
 bool UnionFs::CanOwn(uid_t uid, gid_t gid) const {
@@ -148,7 +158,7 @@ Status UnionFs::CopyAttrsTo(const std::string& path, const struct stat& st,
 
 Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
                            mode_t mode, dev_t rdev, bool is_symlink,
-                           bool set_mode) {
+                           bool set_mode, bool* recorded) {
   bool owned = true;
   if (uid != daemon_uid_ || gid != daemon_gid_) {
     auto chown = host::Chown(path, uid, gid);
@@ -170,8 +180,18 @@ Status UnionFs::ApplyOwner(const std::string& path, uid_t uid, gid_t gid,
     OverrideStat o{uid, gid, mode, rdev};
     STRATA_RETURN_IF_ERROR(
         host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
+    if (recorded != nullptr) *recorded = true;
   }
   return Ok();
+}
+
+Result<bool> UnionFs::HasDefaultAcl(Inode& dir) {
+  if (!dir.default_acl) {
+    STRATA_ASSIGN_OR_RETURN(auto acl, host::GetXattr(FdPath(dir.upper.get()),
+                                                     std::string(kDefaultAcl)));
+    dir.default_acl = acl.has_value();
+  }
+  return *dir.default_acl;
 }
 
 Status UnionFs::EnsureUpperDir(const std::shared_ptr<Inode>& dir) {
@@ -245,11 +265,13 @@ Status UnionFs::CopyUpMeta(const std::shared_ptr<Inode>& node) {
   return Ok();
 }
 
-// Copies the data of `ref` into a new file `tmp` in the work directory.
-static Status FillFromLower(LowerSource& lower, LowerRef ref, int fd) {
+// Copies the data of `ref` into `fd`, a new file in the work directory;
+// `durable`: the caller fsyncs it next (host::CopyData).
+static Status FillFromLower(LowerSource& lower, LowerRef ref, int fd,
+                            bool durable) {
   STRATA_ASSIGN_OR_RETURN(layerdb::FileContent content, lower.OpenContent(ref));
   if (content.in_blob())
-    return host::CopyData(content.fd.get(), fd, content.size);
+    return host::CopyData(content.fd.get(), fd, content.size, durable);
   const std::string& d = content.inline_data;
   if (!d.empty() &&
       ::pwrite(fd, d.data(), d.size(), 0) != static_cast<ssize_t>(d.size()))
@@ -269,7 +291,8 @@ Status UnionFs::EnsureIndexed(const std::shared_ptr<Inode>& node) {
     STRATA_ASSIGN_OR_RETURN(
         UniqueFd fd,
         host::OpenAt(work_fd_.get(), tmp, O_CREAT | O_EXCL | O_RDWR, 0600));
-    STRATA_RETURN_IF_ERROR(FillFromLower(*lower_, ref, fd.get()));
+    STRATA_RETURN_IF_ERROR(
+        FillFromLower(*lower_, ref, fd.get(), !options_.volatile_upper));
     STRATA_RETURN_IF_ERROR(SyncFile(fd.get()));
   }
   STRATA_RETURN_IF_ERROR(
@@ -317,7 +340,9 @@ Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
   STRATA_ASSIGN_OR_RETURN(
       UniqueFd fd,
       host::OpenAt(work_fd_.get(), tmp, O_CREAT | O_EXCL | O_RDWR, 0600));
-  if (!truncate) STRATA_RETURN_IF_ERROR(FillFromLower(*lower_, *ref, fd.get()));
+  if (!truncate)
+    STRATA_RETURN_IF_ERROR(
+        FillFromLower(*lower_, *ref, fd.get(), !options_.volatile_upper));
   STRATA_RETURN_IF_ERROR(SyncFile(fd.get()));
   std::unique_lock lock(ns_mutex_);
   // Metadata as it is now: a chmod or chown may have made a stub meanwhile.

@@ -74,6 +74,7 @@ class UpperFormat {
 inline constexpr std::string_view kWhPrefix = ".wh.";
 inline constexpr std::string_view kOpaqueMarker = ".wh..wh..opq";
 inline constexpr const char* kOverrideStat = "user.containers.override_stat";
+inline constexpr std::string_view kDefaultAcl = "system.posix_acl_default";
 
 inline bool IsWhiteoutDev(const struct stat& st) {
   return S_ISCHR(st.st_mode) && st.st_rdev == 0;
