@@ -93,10 +93,10 @@ int ServeLoop(fuse_session* se, unsigned max_threads) {
   return rc;
 }
 
-int Serve(const MountConfig& c, const FsFactory& make_fs, int ready_fd) {
+int Serve(MountConfig c, const ConfiguringFsFactory& make_fs, int ready_fd) {
   ::umask(0);
   RaiseFdLimit();
-  auto fs = make_fs();
+  auto fs = make_fs(c);
   if (!fs) {
     std::string msg = fs.error().ToString();
     if (ready_fd < 0)
@@ -157,6 +157,10 @@ Status CheckMountpoint(const std::string& path) {
 }  // namespace
 
 int RunMount(const MountConfig& c, const FsFactory& make_fs) {
+  return RunMount(c, [&make_fs](MountConfig&) { return make_fs(); });
+}
+
+int RunMount(const MountConfig& c, const ConfiguringFsFactory& make_fs) {
   fuse_set_log_func(FuseLog);
   if (auto s = CheckMountpoint(c.mountpoint); !s) {
     std::fprintf(stderr, "%s: %s\n", c.program.c_str(),

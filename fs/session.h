@@ -36,11 +36,17 @@ struct MountConfig {
 };
 
 using FsFactory = std::function<Result<std::unique_ptr<UnionFs>>()>;
+// As FsFactory, and may complete the daemon's copy of the config (fsname,
+// ...) from what it opened: it runs before the mount.
+using ConfiguringFsFactory =
+    std::function<Result<std::unique_ptr<UnionFs>>(MountConfig& config)>;
 
 // Returns the process exit status (0 mounted / served and unmounted, 1
 // failed). In the parent of a forked daemon it returns once the mount is
-// ready or has failed.
+// ready or has failed; an error of make_fs is printed by the parent, as one
+// line "PROGRAM: ERROR".
 int RunMount(const MountConfig& config, const FsFactory& make_fs);
+int RunMount(const MountConfig& config, const ConfiguringFsFactory& make_fs);
 
 // A filesystem mounted and served by threads of the calling process: the
 // launcher's daemon, which lives in the container's user and mount

@@ -6,11 +6,14 @@
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "fs/mount_options.h"
 #include "fs/session.h"
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
 #include "layerdb/base/sys.h"
+#include "layerdb/lifecycle.h"
 #include "tools/strata/commands.h"
 
 namespace strata::cli {
@@ -22,6 +25,32 @@ struct MountArgs {
   bool foreground = false, debug = false, is_volatile = false;
   bool read_only = false;
 };
+
+// In the daemon: the union of `image` under uo.upper_dir, with the mount's
+// source named after the image.
+Result<std::unique_ptr<fs::UnionFs>> MakeUnion(const GlobalOptions& global,
+                                               const std::string& image,
+                                               const fs::UnionOptions& uo,
+                                               fs::MountConfig& config) {
+  STRATA_ASSIGN_OR_RETURN(auto store,
+                          OpenStore(global, layerdb::Store::Mode::kReadOnly));
+  STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(image));
+  if (!info) return Error(ENOENT, "mount", "no image " + image);
+  config.fsname = "strata:" + info->name;
+  if (!uo.upper_dir.empty())
+    STRATA_RETURN_IF_ERROR(sys::MakeDirs(uo.upper_dir, 0755));
+  // The daemon pins the view it serves so that gc keeps it even if the
+  // image is removed meanwhile (best effort: a store the user may not
+  // write cannot be collected by that user either).
+  auto pin =
+      layerdb::PinTrees(*store, std::to_string(::getpid()), {info->view});
+  if (!pin)
+    spdlog::info("view {} not pinned: {}", info->view, pin.error().ToString());
+  STRATA_ASSIGN_OR_RETURN(
+      auto lower, fs::StoredLowerSource::Open(std::move(store), info->view));
+  if (pin) lower->set_pin(std::move(*pin));
+  return fs::UnionFs::Create(std::move(lower), uo);
+}
 
 Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
   fs::MountConfig mc;
@@ -49,21 +78,7 @@ Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
       return Error(EINVAL, "mount", "unknown mount option " + key);
     }
   }
-  // Check the image here, for a clear error before anything is mounted;
-  // the daemon opens the store again after the fork (LMDB must not cross
-  // one).
-  std::string image;
-  layerdb::TreeId view = 0;
-  {
-    STRATA_ASSIGN_OR_RETURN(auto store,
-                            OpenStore(global, layerdb::Store::Mode::kReadOnly));
-    STRATA_ASSIGN_OR_RETURN(auto info, store->FindImage(a.image));
-    if (!info) return Error(ENOENT, "mount", "no image " + a.image);
-    image = info->name;
-    view = info->view;
-  }
   mc.mountpoint = fs::AbsolutePath(a.mountpoint);
-  mc.fsname = "strata:" + image;
   mc.subtype = "strata";
   mc.foreground = a.foreground || a.debug;
   mc.debug = a.debug;
@@ -73,20 +88,16 @@ Result<int> RunMountCommand(GlobalOptions global, MountArgs a) {
     uo.upper_dir = fs::AbsolutePath(a.upper);
     uo.work_dir =
         a.work.empty() ? uo.upper_dir + ".work" : fs::AbsolutePath(a.work);
-    STRATA_RETURN_IF_ERROR(sys::MakeDirs(uo.upper_dir, 0755));
   }
   uo.volatile_upper = a.is_volatile;
   uo.xattr_ns = ::geteuid() == 0 ? fs::XattrNs::kTrusted : fs::XattrNs::kUser;
-  std::string root = fs::AbsolutePath(global.root);  // the daemon runs in /
-  // The daemon pins the view it serves so that gc keeps it even if the
-  // image is removed meanwhile (best effort: a store the user may not
-  // write cannot be collected by that user either).
-  return fs::RunMount(
-      mc, [root, view, uo]() -> Result<std::unique_ptr<fs::UnionFs>> {
-        STRATA_ASSIGN_OR_RETURN(auto lower,
-                                fs::StoredLowerSource::OpenPinned(root, view));
-        return fs::UnionFs::Create(std::move(lower), uo);
-      });
+  global.root = fs::AbsolutePath(global.root);  // the daemon runs in /
+  // The store is opened once, in the daemon (LMDB must not cross a fork):
+  // an unknown image or a missing store comes back to this process over
+  // RunMount's readiness pipe as the same one-line error.
+  return fs::RunMount(mc, [global, image = a.image, uo](fs::MountConfig& c) {
+    return MakeUnion(global, image, uo, c);
+  });
 }
 
 }  // namespace
