@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "fs/fuse_wire.h"
 
 namespace strata::fs {
 
@@ -67,7 +70,11 @@ void Init(void* userdata, fuse_conn_info* conn) {
   };
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_MOVE);
-  want(FUSE_CAP_SPLICE_READ);
+  // No splice of requests (FUSE_CAP_SPLICE_READ): fuse_wire.h must see
+  // each WRITE's header. It never happened anyway: libfuse splices only
+  // when a pipe holds its whole buffer (max_write plus a page), and
+  // pipe-max-size is 1 MiB.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_READDIRPLUS);
@@ -88,7 +95,9 @@ void Init(void* userdata, fuse_conn_info* conn) {
   if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
   // The umask is ours to apply: not where a default ACL decides the mode.
   want(FUSE_CAP_DONT_MASK);
-  // The kernel clears suid/sgid on write and chown itself.
+  // Not FUSE_HANDLE_KILLPRIV (v1), which makes the server kill on every
+  // write whoever writes; fuse_wire.h negotiates v2 instead, where the
+  // kernel says when (a caller without CAP_FSETID) and keeps S_NOSEC.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
@@ -110,6 +119,22 @@ void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
+// Whether the caller is in group `gid` (the kernel's in_group_p), asked
+// only when a sgid file without group execute is written.
+bool CallerInGroup(fuse_req_t req, gid_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return true;
+  std::vector<gid_t> groups(64);
+  int n =
+      fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  if (n <= 0) return false;  // unknown: as a non-member, the safe side
+  groups.resize(std::min(groups.size(), static_cast<size_t>(n)));
+  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto r = Fs(req).GetAttr(ino);
   if (!r) return ReplyError(req, r.error());
@@ -118,7 +143,8 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
              fuse_file_info* fi) {
-  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi));
+  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi),
+                           [req](gid_t g) { return CallerInGroup(req, g); });
   if (!r) return ReplyError(req, r.error());
   fuse_reply_attr(req, &*r, Ctx(req).timeout);
 }
@@ -174,6 +200,12 @@ void SetOpenFlags(fuse_file_info* fi, const OpenFile& file) {
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   auto r = Fs(req).Open(ino, fi->flags);
   if (!r) return ReplyError(req, r.error());
+  // FUSE_OPEN_KILL_SUIDGID: an O_TRUNC open (fuse_wire.h).
+  if (wire::RequestKillsPrivs()) {
+    auto s = Fs(req).KillPrivs(
+        **r, [req](gid_t g) { return CallerInGroup(req, g); });
+    if (!s) return ReplyError(req, s.error());
+  }
   OpenFile* file = r->release();
   SetOpenFlags(fi, *file);
   if (fuse_reply_open(req, fi) != 0) delete file;
@@ -219,6 +251,13 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
               fuse_file_info* fi) {
   OpenFile& file = *FileOf(fi);
   if (file.lower || !file.fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  // FUSE_WRITE_KILL_SUIDGID (fuse_wire.h): before the data, as the kernel's
+  // file_remove_privs.
+  if (wire::RequestKillsPrivs()) {
+    auto s = Fs(req).KillPrivs(
+        file, [req](gid_t g) { return CallerInGroup(req, g); });
+    if (!s) return ReplyError(req, s.error());
+  }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags =
       static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);

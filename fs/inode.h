@@ -79,6 +79,10 @@ struct Inode {
   std::shared_ptr<Inode> parent;
   std::string name;
 
+  // Known to have no suid, sgid or security.capability since the last
+  // chmod or security xattr change: kill requests cost nothing then.
+  std::atomic<bool> privs_clear{false};
+
   // Bumped when data moves to the upper; open lower handles reopen.
   std::atomic<uint32_t> data_generation{0};
   std::mutex data_mutex;

@@ -98,8 +98,12 @@ class UnionFs {
   Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
   void Forget(uint64_t nodeid, uint64_t n) { table_->Forget(nodeid, n); }
   Result<struct stat> GetAttr(uint64_t nodeid);
+  // FUSE_SET_ATTR_KILL_SUID in `to_set` asks for KillPrivs' work (a
+  // truncate by a caller without CAP_FSETID); `caller_in_group` is asked
+  // only then.
   Result<struct stat> SetAttr(uint64_t nodeid, const struct stat& attr,
-                              int to_set, OpenFile* file);
+                              int to_set, OpenFile* file,
+                              FunctionRef<bool(gid_t)> caller_in_group);
   Result<std::string> ReadLink(uint64_t nodeid);
 
   Result<EntryOut> MakeNode(uint64_t parent, std::string_view name, mode_t mode,
@@ -123,6 +127,12 @@ class UnionFs {
   // `inline_data` to serve.
   Result<int> ReadFd(OpenFile& file);
   Status Fsync(OpenFile& file, bool datasync);
+  // Drops suid, sgid (where group-executable, or where the caller is not
+  // in the file's group) and security.capability of an open upper file:
+  // what the kernel asks (FUSE_HANDLE_KILLPRIV_V2, fuse_wire.h) for a
+  // write, truncate or O_TRUNC open by a caller without CAP_FSETID. Free
+  // once the inode is known to have none of them.
+  Status KillPrivs(OpenFile& file, FunctionRef<bool(gid_t)> caller_in_group);
 
   // Fills from `offset`: `fn(name, st_ino, type, next_offset)` until it
   // returns false. Offsets 1 and 2 are "." and "..". There is no opendir:
@@ -204,6 +214,10 @@ class UnionFs {
   Status MakeSpecial(int dirfd, const std::string& name, mode_t mode,
                      dev_t rdev, uid_t uid, gid_t gid);
   Status SetMode(Inode& node, const std::string& path, mode_t mode);
+  // KillPrivs on the upper object at `path` (fd < 0) or `fd`.
+  // REQUIRES: ns_mutex_ held exclusively.
+  Status KillPrivsLocked(Inode& node, const std::string& path, int fd,
+                         FunctionRef<bool(gid_t)> caller_in_group);
   void Renamed(const std::shared_ptr<Inode>& node,
                const std::shared_ptr<Inode>& new_parent,
                std::string_view new_name);
