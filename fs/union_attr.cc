@@ -124,6 +124,18 @@ Status UnionFs::KillPrivs(OpenFile& file,
   return KillPrivsLocked(node, UpperPath(node), file.fd.get(), caller_in_group);
 }
 
+Status UnionFs::SetTimes(Inode& node, const std::string& path,
+                         const struct timespec times[2]) {
+  if (!kernel_keeps_times_ || !node.is_reg()) return host::Utimens(path, times);
+  // The kernel's mtime from now on (see KeepingTimes); UTIME_NOW (a
+  // utimes(NULL)) is read back on the next data change.
+  std::lock_guard lock(node.times_mutex);
+  if (times[1].tv_nsec == UTIME_NOW) node.kernel_mtime.reset();
+  if (times[1].tv_nsec != UTIME_NOW && times[1].tv_nsec != UTIME_OMIT)
+    node.kernel_mtime = times[1];
+  return host::Utimens(path, times);
+}
+
 Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
                                      int to_set, OpenFile* file,
                                      FunctionRef<bool(gid_t)> caller_in_group) {
@@ -166,11 +178,23 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
   if (to_set & FUSE_SET_ATTR_MODE)
     STRATA_RETURN_IF_ERROR(SetMode(*node, path, attr.st_mode));
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    int rc = file != nullptr && file->fd.valid() && !file->lower
-                 ? ::ftruncate(file->fd.get(), attr.st_size)
-                 : ::truncate(path.c_str(), attr.st_size);
-    if (rc != 0) return Error::FromErrno("truncate", node->name);
-    if (old_size != attr.st_size && !(to_set & FUSE_SET_ATTR_MTIME)) {
+    int fd = file != nullptr && file->fd.valid() && !file->lower
+                 ? file->fd.get()
+                 : -1;
+    auto truncate = [&]() -> Status {
+      int rc = fd >= 0 ? ::ftruncate(fd, attr.st_size)
+                       : ::truncate(path.c_str(), attr.st_size);
+      if (rc != 0) return Error::FromErrno("truncate", node->name);
+      return Ok();
+    };
+    // An mtime sent with it is applied below.
+    STRATA_RETURN_IF_ERROR((to_set & FUSE_SET_ATTR_MTIME)
+                               ? truncate()
+                               : KeepingTimes(*node, fd, path, truncate));
+    // Under the writeback cache the kernel sends the mtime it gave the
+    // truncate (or none, when the size did not change in its view).
+    if (old_size != attr.st_size && !(to_set & FUSE_SET_ATTR_MTIME) &&
+        !kernel_keeps_times_) {
       // A copy-up that skipped the data already had the new size, so the
       // truncate changed nothing: the size did change in the union.
       struct timespec now[2];
@@ -193,7 +217,7 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       t[1] = attr.st_mtim;
     }
-    STRATA_RETURN_IF_ERROR(host::Utimens(path, t));
+    STRATA_RETURN_IF_ERROR(SetTimes(*node, path, t));
   }
   return StatOf(*node);
 }

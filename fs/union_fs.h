@@ -127,6 +127,20 @@ class UnionFs {
   // `inline_data` to serve.
   Result<int> ReadFd(OpenFile& file);
   Status Fsync(OpenFile& file, bool datasync);
+  // fallocate(2) on the upper fd. REQUIRES: !file.lower.
+  Status Fallocate(OpenFile& file, int mode, off_t offset, off_t length);
+  // Runs `change`, which changes the data of the upper object (`fd`, or
+  // `path` when fd < 0), and then, when the kernel keeps the times
+  // (writeback cache), puts the kernel's mtime back on it: the host sets
+  // its own on every write and truncate, and the kernel never reads it
+  // (see fuse_ops.cc Init). Serialised per inode with SetAttr's times.
+  Status KeepingTimes(Inode& node, int fd, const std::string& path,
+                      FunctionRef<Status()> change);
+
+  // The kernel keeps mtime, ctime and size of regular files (writeback
+  // cache) and sends the times it wants: see fuse_ops.cc Init. Call before
+  // any request.
+  void set_kernel_keeps_times(bool on) { kernel_keeps_times_ = on; }
   // Drops suid, sgid (where group-executable, or where the caller is not
   // in the file's group) and security.capability of an open upper file:
   // what the kernel asks (FUSE_HANDLE_KILLPRIV_V2, fuse_wire.h) for a
@@ -214,6 +228,9 @@ class UnionFs {
   Status MakeSpecial(int dirfd, const std::string& name, mode_t mode,
                      dev_t rdev, uid_t uid, gid_t gid);
   Status SetMode(Inode& node, const std::string& path, mode_t mode);
+  // utimensat of `path`, noting the mtime the kernel keeps (KeepingTimes).
+  Status SetTimes(Inode& node, const std::string& path,
+                  const struct timespec times[2]);
   // KillPrivs on the upper object at `path` (fd < 0) or `fd`.
   // REQUIRES: ns_mutex_ held exclusively.
   Status KillPrivsLocked(Inode& node, const std::string& path, int fd,
@@ -251,6 +268,7 @@ class UnionFs {
 
   std::unique_ptr<LowerSource> lower_;
   UnionOptions options_;
+  bool kernel_keeps_times_ = false;
   UpperFormat format_;
   UniqueFd upper_root_;        // O_PATH; invalid when read-only
   UniqueFd work_fd_;           // <work>/strata-tmp
