@@ -226,7 +226,13 @@ void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
 }
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto r = Fs(req).Open(ino, WritebackFlags(req, fi->flags));
+  int flags = WritebackFlags(req, fi->flags);
+  auto r = Fs(req).Open(ino, flags);
+  // A daemon without CAP_DAC_OVERRIDE cannot read a file its owner may not
+  // read: write-only then (a partial write into a page the kernel has not
+  // cached then fails with EIO: it cannot read the rest of the page).
+  if (!r && r.error().code() == EACCES && flags != fi->flags)
+    r = Fs(req).Open(ino, fi->flags & ~O_APPEND);
   if (!r) return ReplyError(req, r.error());
   // FUSE_OPEN_KILL_SUIDGID: an O_TRUNC open (fuse_wire.h).
   if (wire::RequestKillsPrivs()) {
