@@ -4,11 +4,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include <spdlog/spdlog.h>
+
+#include "fs/fuse_wire.h"
 
 namespace strata::fs {
 
@@ -67,7 +70,11 @@ void Init(void* userdata, fuse_conn_info* conn) {
   };
   want(FUSE_CAP_SPLICE_WRITE);
   want(FUSE_CAP_SPLICE_MOVE);
-  want(FUSE_CAP_SPLICE_READ);
+  // No splice of requests (FUSE_CAP_SPLICE_READ): fuse_wire.h must see
+  // each WRITE's header. It never happened anyway: libfuse splices only
+  // when a pipe holds its whole buffer (max_write plus a page), and
+  // pipe-max-size is 1 MiB.
+  conn->want &= ~FUSE_CAP_SPLICE_READ;
   want(FUSE_CAP_PARALLEL_DIROPS);
   want(FUSE_CAP_CACHE_SYMLINKS);
   want(FUSE_CAP_READDIRPLUS);
@@ -79,16 +86,35 @@ void Init(void* userdata, fuse_conn_info* conn) {
   want(FUSE_CAP_ASYNC_READ);
   want(FUSE_CAP_NO_OPENDIR_SUPPORT);
   ctx->no_opendir = (conn->want & FUSE_CAP_NO_OPENDIR_SUPPORT) != 0;
-  // No writeback cache (FUSE_CAP_WRITEBACK_CACHE), though it would batch
-  // small writes: the kernel then keeps its own mtime of written files,
-  // which fallocate, copy_file_range and O_DIRECT writes done here do not
-  // match, so times change across a remount (fs_ops_test). Turning it on
-  // also needs our fds readable and not O_APPEND (the kernel reads pages
-  // it writes partially and places appends itself).
+  // The writeback cache batches small writes in the page cache. The
+  // kernel then keeps size, mtime and ctime of regular files itself and
+  // takes none from our replies (fs/fuse/inode.c fuse_change_attributes,
+  // fuse_get_cache_mask); it sends us its mtime (SETATTR mtime+ctime, from
+  // fuse_flush_times / fuse_write_inode) when it writes back the inode, on
+  // close, fsync and unmount. Our copy stays the kernel's because:
+  //  - SetAttr applies the mtime it sends (host ctime stays the host's);
+  //  - every data change we make (write, truncate, fallocate) puts the
+  //    kernel's last mtime back on the upper (UnionFs::KeepingTimes): the
+  //    host moves it on each of them, and the kernel sends its own mtime
+  //    in no fixed order with the writes (its close-time SETATTR can be
+  //    answered before the background WRITEs of the same pages);
+  //  - O_DIRECT opens get no FOPEN_DIRECT_IO: the kernel's direct write
+  //    path (generic_file_direct_write) updates its mtime, FOPEN_DIRECT_IO's
+  //    (fuse_direct_write_iter) does not;
+  //  - there is no copy_file_range op: the kernel copies through its page
+  //    cache (ENOSYS).
+  // Our fds are readable and never O_APPEND (WritebackFlags): the kernel
+  // reads pages it writes partially and places appends (and writes back
+  // pages) at offsets it chose.
+  want(FUSE_CAP_WRITEBACK_CACHE);
+  ctx->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
+  ctx->fs->set_kernel_keeps_times(ctx->writeback);
   if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
   // The umask is ours to apply: not where a default ACL decides the mode.
   want(FUSE_CAP_DONT_MASK);
-  // The kernel clears suid/sgid on write and chown itself.
+  // Not FUSE_HANDLE_KILLPRIV (v1), which makes the server kill on every
+  // write whoever writes; fuse_wire.h negotiates v2 instead, where the
+  // kernel says when (a caller without CAP_FSETID) and keeps S_NOSEC.
   conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
@@ -110,6 +136,22 @@ void ForgetMulti(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
   fuse_reply_none(req);
 }
 
+// Whether the caller is in group `gid` (the kernel's in_group_p), asked
+// only when a sgid file without group execute is written.
+bool CallerInGroup(fuse_req_t req, gid_t gid) {
+  if (fuse_req_ctx(req)->gid == gid) return true;
+  std::vector<gid_t> groups(64);
+  int n =
+      fuse_req_getgroups(req, static_cast<int>(groups.size()), groups.data());
+  if (n > static_cast<int>(groups.size())) {
+    groups.resize(static_cast<size_t>(n));
+    n = fuse_req_getgroups(req, n, groups.data());
+  }
+  if (n <= 0) return false;  // unknown: as a non-member, the safe side
+  groups.resize(std::min(groups.size(), static_cast<size_t>(n)));
+  return std::find(groups.begin(), groups.end(), gid) != groups.end();
+}
+
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto r = Fs(req).GetAttr(ino);
   if (!r) return ReplyError(req, r.error());
@@ -118,7 +160,8 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
              fuse_file_info* fi) {
-  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi));
+  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi),
+                           [req](gid_t g) { return CallerInGroup(req, g); });
   if (!r) return ReplyError(req, r.error());
   fuse_reply_attr(req, &*r, Ctx(req).timeout);
 }
@@ -160,7 +203,16 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name,
   ReplyStatus(req, Fs(req).Rename(parent, name, new_parent, new_name, flags));
 }
 
-void SetOpenFlags(fuse_file_info* fi, const OpenFile& file) {
+// With the writeback cache the kernel reads pages it writes partially
+// (through any open file of the inode) and places appends itself: our fd
+// must be readable and must not append.
+int WritebackFlags(fuse_req_t req, int flags) {
+  if (!Ctx(req).writeback) return flags;
+  if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
+  return flags & ~O_APPEND;
+}
+
+void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
   fi->fh = reinterpret_cast<uint64_t>(&file);
   // The lower tree never changes and we are the only writer of the upper:
   // the page cache stays valid across opens.
@@ -168,23 +220,38 @@ void SetOpenFlags(fuse_file_info* fi, const OpenFile& file) {
   // Our flush has nothing to do: writes are done when they are answered,
   // and locks are the kernel's (no FLUSH round trip on every close).
   fi->noflush = 1;
-  if (file.flags & O_DIRECT) fi->direct_io = 1;
+  // See Init: under the writeback cache O_DIRECT takes the kernel's own
+  // direct I/O path, which keeps its mtime right.
+  if ((file.flags & O_DIRECT) && !Ctx(req).writeback) fi->direct_io = 1;
 }
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  auto r = Fs(req).Open(ino, fi->flags);
+  int flags = WritebackFlags(req, fi->flags);
+  auto r = Fs(req).Open(ino, flags);
+  // A daemon without CAP_DAC_OVERRIDE cannot read a file its owner may not
+  // read: write-only then (a partial write into a page the kernel has not
+  // cached then fails with EIO: it cannot read the rest of the page).
+  if (!r && r.error().code() == EACCES && flags != fi->flags)
+    r = Fs(req).Open(ino, fi->flags & ~O_APPEND);
   if (!r) return ReplyError(req, r.error());
+  // FUSE_OPEN_KILL_SUIDGID: an O_TRUNC open (fuse_wire.h).
+  if (wire::RequestKillsPrivs()) {
+    auto s = Fs(req).KillPrivs(
+        **r, [req](gid_t g) { return CallerInGroup(req, g); });
+    if (!s) return ReplyError(req, s.error());
+  }
   OpenFile* file = r->release();
-  SetOpenFlags(fi, *file);
+  SetOpenFlags(req, fi, *file);
   if (fuse_reply_open(req, fi) != 0) delete file;
 }
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) {
-  auto r = Fs(req).CreateFile(parent, name, mode, fi->flags, CallerOf(req));
+  auto r = Fs(req).CreateFile(parent, name, mode,
+                              WritebackFlags(req, fi->flags), CallerOf(req));
   if (!r) return ReplyError(req, r.error());
   OpenFile* file = r->second.release();
-  SetOpenFlags(fi, *file);
+  SetOpenFlags(req, fi, *file);
   fuse_entry_param p = Entry(req, r->first);
   if (fuse_reply_create(req, &p, fi) != 0) {
     Fs(req).Forget(r->first.nodeid, 1);
@@ -219,18 +286,33 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
               fuse_file_info* fi) {
   OpenFile& file = *FileOf(fi);
   if (file.lower || !file.fd.valid()) return (void)fuse_reply_err(req, EBADF);
+  // FUSE_WRITE_KILL_SUIDGID (fuse_wire.h): before the data, as the kernel's
+  // file_remove_privs.
+  if (wire::RequestKillsPrivs()) {
+    auto s = Fs(req).KillPrivs(
+        file, [req](gid_t g) { return CallerInGroup(req, g); });
+    if (!s) return ReplyError(req, s.error());
+  }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));
   out.buf[0].flags =
       static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
   out.buf[0].fd = file.fd.get();
   out.buf[0].pos = off;
-  ssize_t n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
-  if (n < 0) return (void)fuse_reply_err(req, static_cast<int>(-n));
+  ssize_t n = 0;
+  auto s = Fs(req).KeepingTimes(*file.node, file.fd.get(), "", [&]() -> Status {
+    n = fuse_buf_copy(&out, in, FUSE_BUF_SPLICE_NONBLOCK);
+    if (n < 0) return Error(static_cast<int>(-n), "write", file.node->name);
+    return Ok();
+  });
+  if (!s) return ReplyError(req, s.error());
   fuse_reply_write(req, static_cast<size_t>(n));
 }
 
+// Nothing to do (writes are done when answered; locks are the kernel's).
+// ENOSYS, not 0: the kernel then stops sending FLUSH, which it sends on
+// every close under the writeback cache even with noflush.
 void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
-  fuse_reply_err(req, 0);
+  fuse_reply_err(req, ENOSYS);
 }
 
 void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
@@ -246,9 +328,7 @@ void Fallocate(fuse_req_t req, fuse_ino_t, int mode, off_t offset, off_t length,
                fuse_file_info* fi) {
   OpenFile& file = *FileOf(fi);
   if (file.lower || !file.fd.valid()) return (void)fuse_reply_err(req, EBADF);
-  if (::fallocate(file.fd.get(), mode, offset, length) != 0)
-    return (void)fuse_reply_err(req, errno);
-  fuse_reply_err(req, 0);
+  ReplyStatus(req, Fs(req).Fallocate(file, mode, offset, length));
 }
 
 void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence,

@@ -14,6 +14,7 @@ struct DaemonContext {
   double timeout = 86400.0;  // we are the only writer: cache for a day
   bool posix_acl = false;    // with default_permissions
   bool no_opendir = false;   // the kernel takes ENOSYS for "no opendir"
+  bool writeback = false;    // the kernel caches writes (writeback cache)
 };
 
 const fuse_lowlevel_ops& UnionOps();

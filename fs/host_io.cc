@@ -63,6 +63,12 @@ Status Utimens(const std::string& path, const struct timespec times[2]) {
   return Ok();
 }
 
+Status ChmodFd(int fd, const std::string& path, mode_t mode) {
+  int rc = fd >= 0 ? ::fchmod(fd, mode) : ::chmod(path.c_str(), mode);
+  if (rc != 0) return Error::FromErrno("chmod", path);
+  return Ok();
+}
+
 Result<std::optional<struct stat>> StatAt(int dirfd, std::string_view name) {
   struct stat st {};
   if (::fstatat(dirfd, Str(name).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)

@@ -36,6 +36,8 @@ Result<UniqueFd> OpenAt(int dirfd, std::string_view name, int flags,
 bool IsFdLink(const std::string& path);
 Status Chown(const std::string& path, uid_t uid, gid_t gid);
 Status Utimens(const std::string& path, const struct timespec times[2]);
+// fchmod of `fd`, or chmod of `path` when fd < 0.
+Status ChmodFd(int fd, const std::string& path, mode_t mode);
 
 // Path-based xattr calls that never follow a final symlink. nullopt: no
 // such attribute.

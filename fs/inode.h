@@ -84,6 +84,16 @@ struct Inode {
   std::shared_ptr<Inode> parent;
   std::string name;
 
+  // Under the writeback cache: the mtime the kernel keeps for this file
+  // (what it last sent, else what the upper had when we first changed its
+  // data). Data changes put it back on the upper: see UnionFs::KeepingTimes.
+  std::mutex times_mutex;  // after UnionFs's ns_mutex_ when both are held
+  std::optional<struct timespec> kernel_mtime;  // guarded by times_mutex
+
+  // Known to have no suid, sgid or security.capability since the last
+  // chmod or security xattr change: kill requests cost nothing then.
+  std::atomic<bool> privs_clear{false};
+
   // Bumped when data moves to the upper; open lower handles reopen.
   std::atomic<uint32_t> data_generation{0};
   std::mutex data_mutex;

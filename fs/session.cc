@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "fs/fuse_ops.h"
+#include "fs/fuse_wire.h"
 
 namespace strata::fs {
 
@@ -77,6 +78,16 @@ Result<fuse_session*> MountSession(const MountConfig& c, DaemonContext& ctx,
                  c.mountpoint +
                      ": FUSE mount failed (is /dev/fuse usable and the "
                      "mountpoint an existing directory?)");
+  }
+  // Our reads and writes of /dev/fuse, for FUSE_HANDLE_KILLPRIV_V2
+  // (fuse_wire.h). Same fd: libfuse still unmounts and closes it.
+  static const fuse_custom_io kWireIo = {wire::Writev, wire::Read, nullptr,
+                                         wire::SpliceSend};
+  if (int rc = fuse_session_custom_io(se, &kWireIo, fuse_session_fd(se));
+      rc != 0) {
+    fuse_session_unmount(se);
+    fuse_session_destroy(se);
+    return Error(-rc, "fuse_session_custom_io", c.mountpoint);
   }
   return se;
 }

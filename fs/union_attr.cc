@@ -46,6 +46,7 @@ Status UnionFs::SetOwner(Inode& node, const std::string& path, uid_t uid,
 
 Status UnionFs::SetMode(Inode& node, const std::string& path, mode_t mode) {
   if (S_ISLNK(node.type)) return Ok();
+  node.privs_clear = false;
   if (node.override) {
     node.override->mode = (node.override->mode & S_IFMT) | (mode & 07777);
     STRATA_RETURN_IF_ERROR(host::SetXattr(path, kOverrideStat,
@@ -57,8 +58,87 @@ Status UnionFs::SetMode(Inode& node, const std::string& path, mode_t mode) {
   return Ok();
 }
 
+namespace {
+
+constexpr const char* kCapabilityXattr = "security.capability";
+
+// The kernel's rule for a caller without CAP_FSETID (file_remove_privs,
+// setattr_should_drop_sgid): suid always; sgid when group-executable, or
+// when the caller is not in the file's group (without group execute, sgid
+// marks mandatory locking, which members may keep).
+mode_t WithoutPrivs(mode_t mode, gid_t gid,
+                    FunctionRef<bool(gid_t)> caller_in_group) {
+  mode &= ~S_ISUID;
+  if ((mode & S_ISGID) && ((mode & S_IXGRP) || !caller_in_group(gid)))
+    mode &= ~S_ISGID;
+  return mode;
+}
+
+}  // namespace
+
+Status UnionFs::KillPrivsLocked(Inode& node, const std::string& path, int fd,
+                                FunctionRef<bool(gid_t)> caller_in_group) {
+  if (!node.is_reg()) return Ok();
+  bool changed = false;
+  mode_t mode = 0;
+  if (node.override) {
+    OverrideStat& o = *node.override;
+    mode = WithoutPrivs(o.mode, o.gid, caller_in_group);
+    if (mode != o.mode) {
+      o.mode = mode;
+      STRATA_RETURN_IF_ERROR(
+          host::SetXattr(path, kOverrideStat, FormatOverrideStat(o)));
+      changed = true;
+    }
+  } else {
+    STRATA_ASSIGN_OR_RETURN(struct stat st,
+                            fd >= 0 ? host::StatFd(fd) : UpperStat(node));
+    mode = WithoutPrivs(st.st_mode, st.st_gid, caller_in_group);
+    if (mode != st.st_mode) {
+      STRATA_RETURN_IF_ERROR(host::ChmodFd(fd, path, mode & 07777));
+      changed = true;
+    }
+  }
+  // Look first: removing security.capability needs CAP_SETFCAP even when
+  // it is not there, which a rootless daemon lacks.
+  STRATA_ASSIGN_OR_RETURN(auto cap, host::GetXattr(path, kCapabilityXattr));
+  if (cap) {
+    STRATA_RETURN_IF_ERROR(host::RemoveXattr(path, kCapabilityXattr));
+    changed = true;
+  }
+  // The kernel refreshes only mtime and size after a write: a stat asking
+  // for the mode alone would show the old one.
+  if (changed) AttrsChanged(node);
+  // A sgid kept for a group member is not clear: the next writer may not
+  // be one.
+  node.privs_clear = (mode & (S_ISUID | S_ISGID)) == 0;
+  return Ok();
+}
+
+Status UnionFs::KillPrivs(OpenFile& file,
+                          FunctionRef<bool(gid_t)> caller_in_group) {
+  Inode& node = *file.node;
+  if (node.privs_clear.load(std::memory_order_relaxed)) return Ok();
+  if (file.lower || !file.fd.valid()) return Ok();  // nothing written
+  std::unique_lock lock(ns_mutex_);
+  return KillPrivsLocked(node, UpperPath(node), file.fd.get(), caller_in_group);
+}
+
+Status UnionFs::SetTimes(Inode& node, const std::string& path,
+                         const struct timespec times[2]) {
+  if (!kernel_keeps_times_ || !node.is_reg()) return host::Utimens(path, times);
+  // The kernel's mtime from now on (see KeepingTimes); UTIME_NOW (a
+  // utimes(NULL)) is read back on the next data change.
+  std::lock_guard lock(node.times_mutex);
+  if (times[1].tv_nsec == UTIME_NOW) node.kernel_mtime.reset();
+  if (times[1].tv_nsec != UTIME_NOW && times[1].tv_nsec != UTIME_OMIT)
+    node.kernel_mtime = times[1];
+  return host::Utimens(path, times);
+}
+
 Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
-                                     int to_set, OpenFile* file) {
+                                     int to_set, OpenFile* file,
+                                     FunctionRef<bool(gid_t)> caller_in_group) {
   if (read_only()) return Error(EROFS, "setattr");
   auto node = table_->GetShared(nodeid);
   if (!node) return Error(ESTALE, "setattr");
@@ -91,14 +171,30 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
         (to_set & FUSE_SET_ATTR_GID) ? attr.st_gid : static_cast<gid_t>(-1);
     STRATA_RETURN_IF_ERROR(SetOwner(*node, path, uid, gid));
   }
+  // FATTR_KILL_SUIDGID (a truncate by a caller without CAP_FSETID under
+  // FUSE_HANDLE_KILLPRIV_V2) arrives as FUSE_SET_ATTR_KILL_SUID: same bit.
+  if ((to_set & FUSE_SET_ATTR_KILL_SUID) && !node->privs_clear)
+    STRATA_RETURN_IF_ERROR(KillPrivsLocked(*node, path, -1, caller_in_group));
   if (to_set & FUSE_SET_ATTR_MODE)
     STRATA_RETURN_IF_ERROR(SetMode(*node, path, attr.st_mode));
   if (to_set & FUSE_SET_ATTR_SIZE) {
-    int rc = file != nullptr && file->fd.valid() && !file->lower
-                 ? ::ftruncate(file->fd.get(), attr.st_size)
-                 : ::truncate(path.c_str(), attr.st_size);
-    if (rc != 0) return Error::FromErrno("truncate", node->name);
-    if (old_size != attr.st_size && !(to_set & FUSE_SET_ATTR_MTIME)) {
+    int fd = file != nullptr && file->fd.valid() && !file->lower
+                 ? file->fd.get()
+                 : -1;
+    auto truncate = [&]() -> Status {
+      int rc = fd >= 0 ? ::ftruncate(fd, attr.st_size)
+                       : ::truncate(path.c_str(), attr.st_size);
+      if (rc != 0) return Error::FromErrno("truncate", node->name);
+      return Ok();
+    };
+    // An mtime sent with it is applied below.
+    STRATA_RETURN_IF_ERROR((to_set & FUSE_SET_ATTR_MTIME)
+                               ? truncate()
+                               : KeepingTimes(*node, fd, path, truncate));
+    // Under the writeback cache the kernel sends the mtime it gave the
+    // truncate (or none, when the size did not change in its view).
+    if (old_size != attr.st_size && !(to_set & FUSE_SET_ATTR_MTIME) &&
+        !kernel_keeps_times_) {
       // A copy-up that skipped the data already had the new size, so the
       // truncate changed nothing: the size did change in the union.
       struct timespec now[2];
@@ -121,7 +217,7 @@ Result<struct stat> UnionFs::SetAttr(uint64_t nodeid, const struct stat& attr,
     } else if (to_set & FUSE_SET_ATTR_MTIME) {
       t[1] = attr.st_mtim;
     }
-    STRATA_RETURN_IF_ERROR(host::Utimens(path, t));
+    STRATA_RETURN_IF_ERROR(SetTimes(*node, path, t));
   }
   return StatOf(*node);
 }
@@ -181,6 +277,7 @@ Status UnionFs::SetXattr(uint64_t nodeid, std::string_view name,
   std::unique_lock lock(ns_mutex_);
   if (!node->has_upper) STRATA_RETURN_IF_ERROR(CopyUpMeta(node));
   if (n == kDefaultAcl) node->default_acl.reset();
+  if (n.starts_with("security.")) node->privs_clear = false;
   auto set = host::SetXattr(UpperPath(*node), n, value, flags);
   if (!set) return Error(set.error().code(), "setxattr", n);
   return Ok();

@@ -98,8 +98,12 @@ class UnionFs {
   Result<EntryOut> Lookup(uint64_t parent, std::string_view name);
   void Forget(uint64_t nodeid, uint64_t n) { table_->Forget(nodeid, n); }
   Result<struct stat> GetAttr(uint64_t nodeid);
+  // FUSE_SET_ATTR_KILL_SUID in `to_set` asks for KillPrivs' work (a
+  // truncate by a caller without CAP_FSETID); `caller_in_group` is asked
+  // only then.
   Result<struct stat> SetAttr(uint64_t nodeid, const struct stat& attr,
-                              int to_set, OpenFile* file);
+                              int to_set, OpenFile* file,
+                              FunctionRef<bool(gid_t)> caller_in_group);
   Result<std::string> ReadLink(uint64_t nodeid);
 
   Result<EntryOut> MakeNode(uint64_t parent, std::string_view name, mode_t mode,
@@ -123,6 +127,26 @@ class UnionFs {
   // `inline_data` to serve.
   Result<int> ReadFd(OpenFile& file);
   Status Fsync(OpenFile& file, bool datasync);
+  // fallocate(2) on the upper fd. REQUIRES: !file.lower.
+  Status Fallocate(OpenFile& file, int mode, off_t offset, off_t length);
+  // Runs `change`, which changes the data of the upper object (`fd`, or
+  // `path` when fd < 0), and then, when the kernel keeps the times
+  // (writeback cache), puts the kernel's mtime back on it: the host sets
+  // its own on every write and truncate, and the kernel never reads it
+  // (see fuse_ops.cc Init). Serialised per inode with SetAttr's times.
+  Status KeepingTimes(Inode& node, int fd, const std::string& path,
+                      FunctionRef<Status()> change);
+
+  // The kernel keeps mtime, ctime and size of regular files (writeback
+  // cache) and sends the times it wants: see fuse_ops.cc Init. Call before
+  // any request.
+  void set_kernel_keeps_times(bool on) { kernel_keeps_times_ = on; }
+  // Drops suid, sgid (where group-executable, or where the caller is not
+  // in the file's group) and security.capability of an open upper file:
+  // what the kernel asks (FUSE_HANDLE_KILLPRIV_V2, fuse_wire.h) for a
+  // write, truncate or O_TRUNC open by a caller without CAP_FSETID. Free
+  // once the inode is known to have none of them.
+  Status KillPrivs(OpenFile& file, FunctionRef<bool(gid_t)> caller_in_group);
 
   // Fills from `offset`: `fn(name, st_ino, type, next_offset)` until it
   // returns false. Offsets 1 and 2 are "." and "..". There is no opendir:
@@ -227,6 +251,13 @@ class UnionFs {
   Status MakeSpecial(int dirfd, const std::string& name, mode_t mode,
                      dev_t rdev, uid_t uid, gid_t gid);
   Status SetMode(Inode& node, const std::string& path, mode_t mode);
+  // utimensat of `path`, noting the mtime the kernel keeps (KeepingTimes).
+  Status SetTimes(Inode& node, const std::string& path,
+                  const struct timespec times[2]);
+  // KillPrivs on the upper object at `path` (fd < 0) or `fd`.
+  // REQUIRES: ns_mutex_ held exclusively.
+  Status KillPrivsLocked(Inode& node, const std::string& path, int fd,
+                         FunctionRef<bool(gid_t)> caller_in_group);
   void Renamed(const std::shared_ptr<Inode>& node,
                const std::shared_ptr<Inode>& new_parent,
                std::string_view new_name);
@@ -263,6 +294,7 @@ class UnionFs {
 
   std::unique_ptr<LowerSource> lower_;
   UnionOptions options_;
+  bool kernel_keeps_times_ = false;
   UpperFormat format_;
   UniqueFd upper_root_;        // O_PATH; invalid when read-only
   UniqueFd work_fd_;           // <work>/strata-tmp

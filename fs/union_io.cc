@@ -87,6 +87,35 @@ Result<int> UnionFs::ReadFd(OpenFile& file) {
   return file.fd.valid() ? file.fd.get() : -1;
 }
 
+Status UnionFs::Fallocate(OpenFile& file, int mode, off_t offset,
+                          off_t length) {
+  // The kernel's own mtime moves only when the file grew (fs/fuse/file.c
+  // fuse_file_fallocate), and then it sends it to us.
+  int fd = file.fd.get();
+  return KeepingTimes(*file.node, fd, "", [&]() -> Status {
+    if (::fallocate(fd, mode, offset, length) != 0)
+      return Error::FromErrno("fallocate", file.node->name);
+    return Ok();
+  });
+}
+
+Status UnionFs::KeepingTimes(Inode& node, int fd, const std::string& path,
+                             FunctionRef<Status()> change) {
+  if (!kernel_keeps_times_) return change();
+  std::lock_guard lock(node.times_mutex);
+  if (!node.kernel_mtime) {
+    STRATA_ASSIGN_OR_RETURN(struct stat st,
+                            fd >= 0 ? host::StatFd(fd) : UpperStat(node));
+    node.kernel_mtime = st.st_mtim;
+  }
+  Status s = change();
+  struct timespec t[2] = {{0, UTIME_OMIT}, *node.kernel_mtime};
+  Status kept = fd >= 0 && ::futimens(fd, t) != 0
+                    ? Error::FromErrno("futimens", node.name)
+                    : (fd >= 0 ? Ok() : host::Utimens(path, t));
+  return s ? kept : s;
+}
+
 Status UnionFs::Fsync(OpenFile& file, bool datasync) {
   if (file.lower || !file.fd.valid() || options_.volatile_upper) return Ok();
   int rc = datasync ? ::fdatasync(file.fd.get()) : ::fsync(file.fd.get());
