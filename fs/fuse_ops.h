@@ -11,10 +11,11 @@ namespace strata::fs {
 
 struct DaemonContext {
   UnionFs* fs = nullptr;
-  double timeout = 86400.0;  // we are the only writer: cache for a day
-  bool posix_acl = false;    // with default_permissions
-  bool no_opendir = false;   // the kernel takes ENOSYS for "no opendir"
-  bool writeback = false;    // the kernel caches writes (writeback cache)
+  double timeout = 86400.0;    // we are the only writer: cache for a day
+  bool posix_acl = false;      // with default_permissions
+  bool no_opendir = false;     // the kernel takes ENOSYS for "no opendir"
+  bool writeback = false;      // the kernel caches writes (writeback cache)
+  fuse_session* se = nullptr;  // for notifications (Prefetch)
 };
 
 const fuse_lowlevel_ops& UnionOps();

@@ -96,6 +96,8 @@ struct Inode {
 
   // Bumped when data moves to the upper; open lower handles reopen.
   std::atomic<uint32_t> data_generation{0};
+  // The lower content was pushed into the kernel's page cache (Prefetch).
+  std::atomic<bool> prefetched{false};
   std::mutex data_mutex;
 
   // Kernel references (FUSE lookup count). Guarded by InodeTable's mutex.

@@ -68,6 +68,7 @@ Result<fuse_session*> MountSession(const MountConfig& c, DaemonContext& ctx,
       fuse_session_new(&args, &UnionOps(), sizeof(fuse_lowlevel_ops), &ctx);
   if (se == nullptr)
     return Error(EINVAL, "mount", c.mountpoint + ": bad FUSE options: " + opts);
+  ctx.se = se;
   ctx.fs->set_attr_invalidator([se](uint64_t nodeid) {
     fuse_lowlevel_notify_inval_inode(se, nodeid, -1, 0);  // attributes only
   });

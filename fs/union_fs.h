@@ -80,6 +80,14 @@ struct OpenFile {
   std::vector<UniqueFd> retired;
 };
 
+// A lower file's content to push into the kernel's page cache on open (see
+// UnionFs::PrefetchSource): its own fd, or its inline bytes.
+struct PrefetchData {
+  UniqueFd fd;
+  size_t size = 0;
+  std::string inline_data;
+};
+
 class UnionFs {
  public:
   static Result<std::unique_ptr<UnionFs>> Create(
@@ -126,6 +134,12 @@ class UnionFs {
   // The fd to read from (reopened on the upper after a copy-up), or -1 with
   // `inline_data` to serve.
   Result<int> ReadFd(OpenFile& file);
+  // For the first read-only open of an executable lower file up to
+  // kPrefetchMaxBytes: what to push into the page cache. Programs and
+  // shared libraries are executable and read nearly whole by the loader;
+  // other files keep the kernel's on-demand readahead.
+  std::optional<PrefetchData> PrefetchSource(uint64_t nodeid,
+                                             const OpenFile& file);
   Status Fsync(OpenFile& file, bool datasync);
   // fallocate(2) on the upper fd. REQUIRES: !file.lower.
   Status Fallocate(OpenFile& file, int mode, off_t offset, off_t length);

@@ -116,6 +116,31 @@ Status UnionFs::KeepingTimes(Inode& node, int fd, const std::string& path,
   return s ? kept : s;
 }
 
+namespace {
+constexpr off_t kPrefetchMaxBytes = 8 << 20;
+}  // namespace
+
+std::optional<PrefetchData> UnionFs::PrefetchSource(uint64_t nodeid,
+                                                    const OpenFile& file) {
+  if (!file.lower || (file.flags & O_ACCMODE) != O_RDONLY ||
+      !file.node->is_reg() || file.node->prefetched.load())
+    return std::nullopt;
+  auto st = GetAttr(nodeid);
+  if (!st || (st->st_mode & 0111) == 0 || st->st_size == 0 ||
+      st->st_size > kPrefetchMaxBytes)
+    return std::nullopt;
+  if (file.node->prefetched.exchange(true)) return std::nullopt;
+  PrefetchData d;
+  d.size = static_cast<size_t>(st->st_size);
+  if (!file.fd.valid()) {
+    d.inline_data = file.inline_data;
+    return d;
+  }
+  d.fd = UniqueFd(::fcntl(file.fd.get(), F_DUPFD_CLOEXEC, 0));
+  if (!d.fd.valid()) return std::nullopt;
+  return d;
+}
+
 Status UnionFs::Fsync(OpenFile& file, bool datasync) {
   if (file.lower || !file.fd.valid() || options_.volatile_upper) return Ok();
   int rc = datasync ? ::fdatasync(file.fd.get()) : ::fsync(file.fd.get());
