@@ -103,7 +103,7 @@ void Init(void* userdata, fuse_conn_info* conn) {
   //    (fuse_direct_write_iter) does not;
   //  - there is no copy_file_range op: the kernel copies through its page
   //    cache (ENOSYS).
-  // Our fds are readable and never O_APPEND (WritebackFlags): the kernel
+  // Our fds are readable and never O_APPEND (HostFlags): the kernel
   // reads pages it writes partially and places appends (and writes back
   // pages) at offsets it chose.
   want(FUSE_CAP_WRITEBACK_CACHE);
@@ -225,10 +225,14 @@ void Prefetch(fuse_session* se, fuse_ino_t ino, const PrefetchData& data) {
                                    static_cast<fuse_buf_copy_flags>(0));
 }
 
-// With the writeback cache the kernel reads pages it writes partially
-// (through any open file of the inode) and places appends itself: our fd
-// must be readable and must not append.
-int WritebackFlags(fuse_req_t req, int flags) {
+// The flags of our own fd for an open. Never O_DIRECT: a WRITE's payload
+// follows its header in libfuse's buffer, not aligned as direct I/O needs
+// (ext4 refused it with EINVAL); the kernel's page cache of the mount is
+// what the caller bypasses. With the writeback cache the kernel reads pages
+// it writes partially (through any open file of the inode) and places
+// appends itself: our fd must be readable and must not append.
+int HostFlags(fuse_req_t req, int flags) {
+  flags &= ~O_DIRECT;
   if (!Ctx(req).writeback) return flags;
   if ((flags & O_ACCMODE) == O_WRONLY) flags = (flags & ~O_ACCMODE) | O_RDWR;
   return flags & ~O_APPEND;
@@ -244,17 +248,17 @@ void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
   fi->noflush = 1;
   // See Init: under the writeback cache O_DIRECT takes the kernel's own
   // direct I/O path, which keeps its mtime right.
-  if ((file.flags & O_DIRECT) && !Ctx(req).writeback) fi->direct_io = 1;
+  if ((fi->flags & O_DIRECT) && !Ctx(req).writeback) fi->direct_io = 1;
 }
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  int flags = WritebackFlags(req, fi->flags);
+  int flags = HostFlags(req, fi->flags);
   auto r = Fs(req).Open(ino, flags);
   // A daemon without CAP_DAC_OVERRIDE cannot read a file its owner may not
   // read: write-only then (a partial write into a page the kernel has not
   // cached then fails with EIO: it cannot read the rest of the page).
   if (!r && r.error().code() == EACCES && flags != fi->flags)
-    r = Fs(req).Open(ino, fi->flags & ~O_APPEND);
+    r = Fs(req).Open(ino, fi->flags & ~(O_APPEND | O_DIRECT));
   if (!r) return ReplyError(req, r.error());
   // FUSE_OPEN_KILL_SUIDGID: an O_TRUNC open (fuse_wire.h).
   if (wire::RequestKillsPrivs()) {
@@ -277,8 +281,8 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
             fuse_file_info* fi) {
-  auto r = Fs(req).CreateFile(parent, name, mode,
-                              WritebackFlags(req, fi->flags), CallerOf(req));
+  auto r = Fs(req).CreateFile(parent, name, mode, HostFlags(req, fi->flags),
+                              CallerOf(req));
   if (!r) return ReplyError(req, r.error());
   OpenFile* file = r->second.release();
   SetOpenFlags(req, fi, *file);
