@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 
@@ -42,6 +43,23 @@ UnionFs::~UnionFs() {
       ::unlink((options_.work_dir + "/" + kVolatileMarker).c_str());
   }
 }
+
+namespace {
+
+// An exclusive lock, waiting up to a second for it: umount(8) returns before
+// the daemon of the previous mount has exited and released its locks, and a
+// script that mounts the same upper again right away must not fail for that.
+bool LockSoon(int fd) {
+  for (int i = 0; i < 200; ++i) {
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) return true;
+    if (errno != EWOULDBLOCK) return false;
+    ::usleep(5000);
+  }
+  errno = EWOULDBLOCK;
+  return false;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<UnionFs>> UnionFs::Create(
     std::unique_ptr<LowerSource> lower, UnionOptions options) {
@@ -78,14 +96,14 @@ Status UnionFs::Init() {
   // One daemon per upper: a second one would race on copy-ups.
   STRATA_ASSIGN_OR_RETURN(lock_fd_, host::OpenAt(work_root.get(), "strata.lock",
                                                  O_RDWR | O_CREAT, 0600));
-  if (::flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!LockSoon(lock_fd_.get()))
     return Error(errno == EWOULDBLOCK ? EBUSY : errno, "mount",
                  "work directory " + work + " is in use by another mount");
   // ... and one mount per upper, whatever its work directory (kernel
   // overlayfs refuses this too).
   STRATA_ASSIGN_OR_RETURN(upper_lock_fd_,
                           host::OpenAt(AT_FDCWD, up, O_RDONLY | O_DIRECTORY));
-  if (::flock(upper_lock_fd_.get(), LOCK_EX | LOCK_NB) != 0)
+  if (!LockSoon(upper_lock_fd_.get()))
     return Error(errno == EWOULDBLOCK ? EBUSY : errno, "mount",
                  "upper directory " + up + " is in use by another mount");
   std::string marker = work + "/" + kVolatileMarker;

@@ -128,6 +128,8 @@ print(json.dumps({n: {k: v for k, v in e.items() if k != "mtime_ns"}
 expect "contents and sizes: strata as kernel overlayfs" "$(without_times "$kernel")" \
   "$(without_times "$strata")"
 umount "$STORES/sm"
+# At once: the old daemon may still hold the work directory's lock for a moment
+# after umount returns, and the new mount must wait for it, not fail.
 start_strata
 expect "contents, sizes and mtimes after an unmount and remount" "$strata" \
   "$(python3 "$PY" state "$STORES/sm")"
