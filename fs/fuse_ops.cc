@@ -207,22 +207,25 @@ void Rename(fuse_req_t req, fuse_ino_t parent, const char* name,
 // while the opener goes on: a program and its libraries are read by page
 // faults, 128 KiB per READ round trip (the FUSE readahead limit), which on a
 // container's new mount was most of the time from exec to main().
-void Prefetch(fuse_session* se, fuse_ino_t ino, const PrefetchData& data) {
+void Prefetch(UnionFs& fs, fuse_session* se, fuse_ino_t ino,
+              const PrefetchData& data) {
   if (se == nullptr) return;
-  if (!data.fd.valid()) {
-    fuse_bufvec buf = FUSE_BUFVEC_INIT(data.inline_data.size());
-    buf.buf[0].mem = const_cast<char*>(data.inline_data.data());
-    (void)fuse_lowlevel_notify_store(se, ino, 0, &buf, FUSE_BUF_NO_SPLICE);
-    return;
-  }
-  fuse_bufvec buf = FUSE_BUFVEC_INIT(data.size);
-  buf.buf[0].flags =
-      static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-  buf.buf[0].fd = data.fd.get();
-  buf.buf[0].pos = 0;
-  // A failure only means the pages come by READ, as without it.
-  (void)fuse_lowlevel_notify_store(se, ino, 0, &buf,
-                                   static_cast<fuse_buf_copy_flags>(0));
+  fs.StorePrefetch(data, [&] {
+    if (!data.fd.valid()) {
+      fuse_bufvec buf = FUSE_BUFVEC_INIT(data.inline_data.size());
+      buf.buf[0].mem = const_cast<char*>(data.inline_data.data());
+      (void)fuse_lowlevel_notify_store(se, ino, 0, &buf, FUSE_BUF_NO_SPLICE);
+      return;
+    }
+    fuse_bufvec buf = FUSE_BUFVEC_INIT(data.size);
+    buf.buf[0].flags =
+        static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
+    buf.buf[0].fd = data.fd.get();
+    buf.buf[0].pos = 0;
+    // A failure only means the pages come by READ, as without it.
+    (void)fuse_lowlevel_notify_store(se, ino, 0, &buf,
+                                     static_cast<fuse_buf_copy_flags>(0));
+  });
 }
 
 // The flags of our own fd for an open. Never O_DIRECT: a WRITE's payload
@@ -271,12 +274,13 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // Taken before the reply, which frees `req`; a RELEASE may then free
   // `file` too.
   fuse_session* se = Ctx(req).se;
-  auto prefetch = Fs(req).PrefetchSource(ino, *file);
+  UnionFs& fs = Fs(req);
+  auto prefetch = fs.PrefetchSource(ino, *file);
   if (fuse_reply_open(req, fi) != 0) {
     delete file;
     return;
   }
-  if (prefetch) Prefetch(se, ino, *prefetch);
+  if (prefetch) Prefetch(fs, se, ino, *prefetch);
 }
 
 void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,

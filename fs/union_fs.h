@@ -83,6 +83,8 @@ struct OpenFile {
 // A lower file's content to push into the kernel's page cache on open (see
 // UnionFs::PrefetchSource): its own fd, or its inline bytes.
 struct PrefetchData {
+  std::shared_ptr<Inode> node;
+  uint32_t generation = 0;  // node->data_generation when taken
   UniqueFd fd;
   size_t size = 0;
   std::string inline_data;
@@ -140,6 +142,13 @@ class UnionFs {
   // other files keep the kernel's on-demand readahead.
   std::optional<PrefetchData> PrefetchSource(uint64_t nodeid,
                                              const OpenFile& file);
+  // Runs `store` (the push of `data` into the kernel's page cache) unless
+  // the file's data moved to the upper since `data` was taken. It holds the
+  // copy-up latch meanwhile: a copy-up, and so any write, which needs one,
+  // cannot overlap the push and have its pages overwritten with the lower
+  // content. (A copy-up of this file waits for the push; the READs the push
+  // may wait for take no latch.)
+  void StorePrefetch(const PrefetchData& data, FunctionRef<void()> store);
   Status Fsync(OpenFile& file, bool datasync);
   // fallocate(2) on the upper fd. REQUIRES: !file.lower.
   Status Fallocate(OpenFile& file, int mode, off_t offset, off_t length);

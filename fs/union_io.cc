@@ -131,6 +131,8 @@ std::optional<PrefetchData> UnionFs::PrefetchSource(uint64_t nodeid,
     return std::nullopt;
   if (file.node->prefetched.exchange(true)) return std::nullopt;
   PrefetchData d;
+  d.node = file.node;
+  d.generation = file.generation;
   d.size = static_cast<size_t>(st->st_size);
   if (!file.fd.valid()) {
     d.inline_data = file.inline_data;
@@ -139,6 +141,12 @@ std::optional<PrefetchData> UnionFs::PrefetchSource(uint64_t nodeid,
   d.fd = UniqueFd(::fcntl(file.fd.get(), F_DUPFD_CLOEXEC, 0));
   if (!d.fd.valid()) return std::nullopt;
   return d;
+}
+
+void UnionFs::StorePrefetch(const PrefetchData& data,
+                            FunctionRef<void()> store) {
+  std::lock_guard latch(data.node->data_mutex);
+  if (data.node->data_generation.load() == data.generation) store();
 }
 
 Status UnionFs::Fsync(OpenFile& file, bool datasync) {
