@@ -67,7 +67,11 @@ suite() { # suite WHO STORE RUNAS...
   "${S[@]}" run --name c3 bb sleep 30 &
   local runner=$!
   BG_PIDS+=("$runner")
-  wait_naming -x 30
+  # Not wait_naming: strata run's own argv names "30" before the container exists.
+  for _ in $(seq 100); do
+    "${S[@]}" ps | grep -q '^c3 .*running' && break
+    sleep 0.05
+  done
   rc=0
   out=$("${S[@]}" commit c3 --name bad 2>&1) || rc=$?
   expect "$who: commit of a running container is refused (one line)" "1 1" "$rc $(grep -c '' <<<"$out")"
