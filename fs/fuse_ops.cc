@@ -152,6 +152,11 @@ bool CallerInGroup(fuse_req_t req, gid_t gid) {
   return std::find(groups.begin(), groups.end(), gid) != groups.end();
 }
 
+// CallerInGroup for the request's caller, as UnionFs takes it.
+auto InGroupOf(fuse_req_t req) {
+  return [req](gid_t g) { return CallerInGroup(req, g); };
+}
+
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto r = Fs(req).GetAttr(ino);
   if (!r) return ReplyError(req, r.error());
@@ -160,8 +165,7 @@ void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
 
 void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
              fuse_file_info* fi) {
-  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi),
-                           [req](gid_t g) { return CallerInGroup(req, g); });
+  auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi), InGroupOf(req));
   if (!r) return ReplyError(req, r.error());
   fuse_reply_attr(req, &*r, Ctx(req).timeout);
 }
@@ -265,8 +269,7 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!r) return ReplyError(req, r.error());
   // FUSE_OPEN_KILL_SUIDGID: an O_TRUNC open (fuse_wire.h).
   if (wire::RequestKillsPrivs()) {
-    auto s = Fs(req).KillPrivs(
-        **r, [req](gid_t g) { return CallerInGroup(req, g); });
+    auto s = Fs(req).KillPrivs(**r, InGroupOf(req));
     if (!s) return ReplyError(req, s.error());
   }
   OpenFile* file = r->release();
@@ -327,8 +330,7 @@ void WriteBuf(fuse_req_t req, fuse_ino_t, fuse_bufvec* in, off_t off,
   // FUSE_WRITE_KILL_SUIDGID (fuse_wire.h): before the data, as the kernel's
   // file_remove_privs.
   if (wire::RequestKillsPrivs()) {
-    auto s = Fs(req).KillPrivs(
-        file, [req](gid_t g) { return CallerInGroup(req, g); });
+    auto s = Fs(req).KillPrivs(file, InGroupOf(req));
     if (!s) return ReplyError(req, s.error());
   }
   fuse_bufvec out = FUSE_BUFVEC_INIT(fuse_buf_size(in));

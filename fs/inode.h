@@ -96,8 +96,9 @@ struct Inode {
 
   // Bumped when data moves to the upper; open lower handles reopen.
   std::atomic<uint32_t> data_generation{0};
-  // The lower content was pushed into the kernel's page cache (Prefetch).
-  std::atomic<bool> prefetched{false};
+  // A read-only open of the lower content has considered pushing it into
+  // the kernel's page cache (UnionFs::PrefetchSource): once per inode.
+  std::atomic<bool> prefetch_considered{false};
   std::mutex data_mutex;
 
   // Kernel references (FUSE lookup count). Guarded by InodeTable's mutex.

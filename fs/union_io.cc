@@ -123,13 +123,15 @@ constexpr off_t kPrefetchMaxBytes = 8 << 20;
 std::optional<PrefetchData> UnionFs::PrefetchSource(uint64_t nodeid,
                                                     const OpenFile& file) {
   if (!file.lower || (file.flags & O_ACCMODE) != O_RDONLY ||
-      !file.node->is_reg() || file.node->prefetched.load())
+      !file.node->is_reg())
     return std::nullopt;
+  // Decided on the first such open: later opens of a file that is not
+  // pushed cost no attribute read here.
+  if (file.node->prefetch_considered.exchange(true)) return std::nullopt;
   auto st = GetAttr(nodeid);
   if (!st || (st->st_mode & 0111) == 0 || st->st_size == 0 ||
       st->st_size > kPrefetchMaxBytes)
     return std::nullopt;
-  if (file.node->prefetched.exchange(true)) return std::nullopt;
   PrefetchData d;
   d.node = file.node;
   d.generation = file.generation;

@@ -31,10 +31,7 @@ case $subject in
   *) fail "FSDIFF_SUBJECT=$subject: want strata-overlay, fuse-overlayfs or kernel" ;;
 esac
 if [[ $subject != kernel && ! -c /dev/fuse ]]; then skip "needs /dev/fuse"; fi
-if ! grep -qw overlay /proc/filesystems; then
-  modprobe overlay 2>/dev/null || true
-  grep -qw overlay /proc/filesystems || skip "kernel overlayfs is not available"
-fi
+need_kernel_overlay
 setup_work
 
 # fsdiff.py cleans up on its own, even on SIGINT/SIGTERM; what it could not (e.g. after a

@@ -36,10 +36,7 @@ need_tools python3 mount umount mountpoint mknod mkfifo setfattr getfattr
 need_strata
 OVERLAY_BIN=$(dirname "$STRATA_BIN")/strata-overlay
 [[ -x $OVERLAY_BIN ]] || fail "$OVERLAY_BIN is not built (strata-overlay)"
-if ! grep -qw overlay /proc/filesystems; then
-  modprobe overlay 2>/dev/null || true
-  grep -qw overlay /proc/filesystems || skip "kernel overlayfs is not available"
-fi
+need_kernel_overlay
 
 start=$EPOCHREALTIME
 setup_work

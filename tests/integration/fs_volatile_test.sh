@@ -10,8 +10,7 @@
 
 need_root "lazily detaches a killed FUSE mount"
 [[ -c /dev/fuse ]] || skip "needs /dev/fuse"
-OVERLAY=$(dirname "$STRATA_BIN")/strata-overlay
-[[ -x $OVERLAY ]] || fail "$OVERLAY is not built"
+need_overlay_bin
 setup_work
 L=$WORK/lower U=$STORES/upper W=$STORES/work M=$WORK/mnt
 mkdir -p "$L/d" "$U" "$M"

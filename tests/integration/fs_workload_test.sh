@@ -53,10 +53,7 @@ case $SUBJECT in
     fi
     ;;
   fuse-overlayfs) need_tools fuse-overlayfs fusermount3 ;;
-  kernel)
-    grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
-      skip "kernel overlayfs is not available"
-    ;;
+  kernel) need_kernel_overlay ;;
 esac
 deb_tar=$(fixture debian-rootfs --include=gcc,libc6-dev,make,git --tar)
 setup_work

@@ -20,10 +20,8 @@
 need_root "mounts"
 [[ -c /dev/fuse ]] || skip "needs /dev/fuse"
 need_tools python3 mountpoint fallocate
-OVERLAY=$(dirname "$STRATA_BIN")/strata-overlay
-[[ -x $OVERLAY ]] || fail "$OVERLAY is not built"
-grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
-  skip "kernel overlayfs (the reference) is not available"
+need_overlay_bin
+need_kernel_overlay
 start=$EPOCHREALTIME
 setup_work
 L=$STORES/lower PY=$STORES/wb.py

@@ -38,6 +38,17 @@ need_tools() {
 need_strata() {
   [[ -x $STRATA_BIN ]] || fail "STRATA_BIN=$STRATA_BIN is not an executable (build strata first)"
 }
+# need_overlay_bin: sets OVERLAY to the strata-overlay built next to $STRATA_BIN.
+need_overlay_bin() {
+  OVERLAY=$(dirname "$STRATA_BIN")/strata-overlay
+  [[ -x $OVERLAY ]] || fail "$OVERLAY is not built (strata-overlay)"
+}
+# need_kernel_overlay: kernel overlayfs (the reference) can be mounted, loading its
+# module if needed.
+need_kernel_overlay() {
+  grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+    skip "kernel overlayfs (the reference) is not available"
+}
 
 # setup_work: private directories, removed on exit (also on SIGINT/SIGTERM) with any
 # background process still registered in BG_PIDS, any process naming them and any mount
