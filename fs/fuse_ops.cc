@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -221,14 +222,25 @@ void Prefetch(UnionFs& fs, fuse_session* se, fuse_ino_t ino,
       (void)fuse_lowlevel_notify_store(se, ino, 0, &buf, FUSE_BUF_NO_SPLICE);
       return;
     }
-    fuse_bufvec buf = FUSE_BUFVEC_INIT(data.size);
-    buf.buf[0].flags =
-        static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK);
-    buf.buf[0].fd = data.fd.get();
-    buf.buf[0].pos = 0;
-    // A failure only means the pages come by READ, as without it.
-    (void)fuse_lowlevel_notify_store(se, ino, 0, &buf,
-                                     static_cast<fuse_buf_copy_flags>(0));
+    // In pieces, through one buffer per thread that stays mapped: given the
+    // fd, libfuse reads the whole file into a new allocation, and the page
+    // faults of that fresh memory were a fifth of a container start's CPU
+    // time. A failure only means the rest comes by READ, as without a push.
+    constexpr size_t kPiece = 256 << 10;
+    thread_local std::unique_ptr<char[]> piece;
+    if (!piece) piece = std::make_unique_for_overwrite<char[]>(kPiece);
+    for (size_t off = 0; off < data.size;) {
+      ssize_t n =
+          ::pread(data.fd.get(), piece.get(), std::min(kPiece, data.size - off),
+                  static_cast<off_t>(off));
+      if (n <= 0) return;
+      fuse_bufvec buf = FUSE_BUFVEC_INIT(static_cast<size_t>(n));
+      buf.buf[0].mem = piece.get();
+      if (fuse_lowlevel_notify_store(se, ino, static_cast<off_t>(off), &buf,
+                                     FUSE_BUF_NO_SPLICE) != 0)
+        return;
+      off += static_cast<size_t>(n);
+    }
   });
 }
 
