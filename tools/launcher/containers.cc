@@ -141,12 +141,22 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
 }
 
 Status RemoveEndedContainer(const std::string& store_root,
-                            const std::string& id) {
+                            const std::string& id, bool but_rootfs) {
   std::string dir = store_root + "/containers/" + id;
-  auto removed = sys::RemoveTree(dir);
-  if (removed) return Ok();
-  if (::geteuid() == 0) return removed.error();
-  return RemoveAsMappedRoot(dir);
+  std::vector<std::string> paths = {dir};
+  if (but_rootfs) {
+    STRATA_ASSIGN_OR_RETURN(auto names, sys::ListDir(dir));
+    paths.clear();
+    for (const auto& n : names)
+      if (n != "rootfs") paths.push_back(dir + "/" + n);
+  }
+  for (const auto& p : paths) {
+    auto removed = sys::RemoveTree(p);
+    if (removed) continue;
+    if (::geteuid() == 0) return removed.error();
+    STRATA_RETURN_IF_ERROR(RemoveAsMappedRoot(p));
+  }
+  return Ok();
 }
 
 }  // namespace strata::launcher

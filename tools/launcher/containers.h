@@ -55,8 +55,11 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
                        bool force);
 
 // Removes a container known to have ended (`strata run --rm`, just after
-// it): no listing, no liveness check.
+// it): no listing, no liveness check. With `but_rootfs`, all but its empty
+// rootfs directory: while the FUSE daemon's mount namespace still holds a
+// mount there, removing it waits for an RCU grace period (1 ms here), so a
+// removal overlapping the daemon's exit leaves it for a second call after.
 Status RemoveEndedContainer(const std::string& store_root,
-                            const std::string& id);
+                            const std::string& id, bool but_rootfs = false);
 
 }  // namespace strata::launcher

@@ -49,7 +49,7 @@ Result<pid_t> StartHelper(const std::vector<std::string>& argv) {
   ::posix_spawnattr_setsigdefault(&attr, &def);
   ::posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
-  std::string path = "/usr/bin/" + argv[0];  // checked by WriteIdMaps
+  std::string path = "/usr/bin/" + argv[0];  // checked by StartIdMaps
   int err =
       ::posix_spawn(&pid, path.c_str(), nullptr, &attr, a.data(), environ);
   ::posix_spawnattr_destroy(&attr);
@@ -99,7 +99,9 @@ std::optional<SubRange> FindSubRange(const std::string& file_text,
   return std::nullopt;
 }
 
-Result<bool> WriteIdMaps(pid_t pid) {
+PendingIdMaps StartIdMaps(pid_t pid) {
+  PendingIdMaps p;
+  p.target = pid;
   uid_t uid = ::getuid();
   gid_t gid = ::getgid();
   std::string name = UserName(uid);
@@ -108,27 +110,35 @@ Result<bool> WriteIdMaps(pid_t pid) {
   std::optional<SubRange> ru, rg;
   if (subuid) ru = FindSubRange(*subuid, name, uid);
   if (subgid) rg = FindSubRange(*subgid, name, uid);
-  if (ru && rg && ::access("/usr/bin/newuidmap", X_OK) == 0 &&
-      ::access("/usr/bin/newgidmap", X_OK) == 0) {
-    std::string p = std::to_string(pid);
-    auto u =
-        StartHelper({"newuidmap", p, "0", std::to_string(uid), "1", "1",
-                     std::to_string(ru->start), std::to_string(ru->count)});
-    auto g =
-        StartHelper({"newgidmap", p, "0", std::to_string(gid), "1", "1",
-                     std::to_string(rg->start), std::to_string(rg->count)});
-    bool ok = u && g;
-    if (u) ok = WaitHelper(*u, "newuidmap") && ok;
-    if (g) ok = WaitHelper(*g, "newgidmap") && ok;
-    if (ok) return true;
-  }
+  if (!ru || !rg || ::access("/usr/bin/newuidmap", X_OK) != 0 ||
+      ::access("/usr/bin/newgidmap", X_OK) != 0)
+    return p;  // the single id then
+  std::string t = std::to_string(pid);
+  auto u = StartHelper({"newuidmap", t, "0", std::to_string(uid), "1", "1",
+                        std::to_string(ru->start), std::to_string(ru->count)});
+  auto g = StartHelper({"newgidmap", t, "0", std::to_string(gid), "1", "1",
+                        std::to_string(rg->start), std::to_string(rg->count)});
+  p.uid_helper = u ? *u : -1;
+  p.gid_helper = g ? *g : -1;
+  p.helpers_started = u && g;
+  return p;
+}
+
+Result<bool> FinishIdMaps(PendingIdMaps& p) {
+  bool ok = p.helpers_started;
+  if (p.uid_helper > 0) ok = WaitHelper(p.uid_helper, "newuidmap") && ok;
+  if (p.gid_helper > 0) ok = WaitHelper(p.gid_helper, "newgidmap") && ok;
+  p.uid_helper = p.gid_helper = -1;
+  if (ok) return true;
   // One id: ours as root. setgroups must be denied before an unprivileged
   // process may write gid_map.
-  STRATA_RETURN_IF_ERROR(WriteProc(pid, "setgroups", "deny"));
+  uid_t uid = ::getuid();
+  gid_t gid = ::getgid();
+  STRATA_RETURN_IF_ERROR(WriteProc(p.target, "setgroups", "deny"));
   STRATA_RETURN_IF_ERROR(
-      WriteProc(pid, "uid_map", "0 " + std::to_string(uid) + " 1\n"));
+      WriteProc(p.target, "uid_map", "0 " + std::to_string(uid) + " 1\n"));
   STRATA_RETURN_IF_ERROR(
-      WriteProc(pid, "gid_map", "0 " + std::to_string(gid) + " 1\n"));
+      WriteProc(p.target, "gid_map", "0 " + std::to_string(gid) + " 1\n"));
   return false;
 }
 

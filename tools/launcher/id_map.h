@@ -24,9 +24,23 @@ struct SubRange {
 std::optional<SubRange> FindSubRange(const std::string& file_text,
                                      const std::string& name, uid_t id);
 
-// Writes the maps of process `pid` (which has unshared its user namespace).
-// Returns whether the full map was written. Errors: the helper's exit or the
-// write's errno, naming what to fix.
-Result<bool> WriteIdMaps(pid_t pid);
+// The maps of a process that has unshared its user namespace, being
+// written: newuidmap and newgidmap run at once (posix_spawn) and the caller
+// goes on with other work until FinishIdMaps.
+struct PendingIdMaps {
+  pid_t target = -1;
+  pid_t uid_helper = -1;
+  pid_t gid_helper = -1;
+  bool helpers_started = false;  // else the single id is written at the end
+};
+
+// Starts the helpers when the caller has a subordinate range and uidmap is
+// installed. Never fails: a helper that cannot start leaves the single map.
+PendingIdMaps StartIdMaps(pid_t pid);
+
+// Waits for the helpers; where they failed or did not run, writes the
+// single-id map itself (the target must still be alive). Returns whether
+// the full map was written. Errors: the write's errno, naming the file.
+Result<bool> FinishIdMaps(PendingIdMaps& pending);
 
 }  // namespace strata::launcher

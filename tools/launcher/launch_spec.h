@@ -23,6 +23,8 @@ struct LaunchSpec {
   uint64_t view = 0;
   std::string container_dir;  // <store>/containers/<id>
   std::string container_id;
+  // --rm: the directory goes when the container ends (no final state.json).
+  bool remove_when_ended = false;
 
   // The process (image config merged with the flags).
   std::vector<std::string> argv;

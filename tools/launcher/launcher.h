@@ -1,7 +1,8 @@
 #pragma once
 
 // Launch: runs a container (design §3, "The launcher"). Three processes:
-//   strata run ──fork──► stage A: user namespace (rootless) + mount namespace;
+//   strata run ──fork──► stage A: the user namespace made up front (rootless,
+//                        user_namespace.h) + its own mount namespace;
 //                        serves the image through FUSE (the daemon lives in
 //                        the container's namespaces: no setuid helper)
 //                └─clone─► stage B: PID 1 of new PID/UTS/IPC[/net] and mount
@@ -18,8 +19,11 @@
 
 #include <signal.h>
 
+#include <functional>
+
 #include "layerdb/base/error.h"
 #include "tools/launcher/launch_spec.h"
+#include "tools/launcher/user_namespace.h"
 
 namespace strata::launcher {
 
@@ -39,9 +43,13 @@ class ForwardedSignalsHold {
   sigset_t caller_mask_;
 };
 
-// Runs `spec` and returns the command's exit status (128 + N when killed by
-// signal N). Errors: a setup step that failed, as one line (the stage's
-// errno and what to fix).
-Result<int> Launch(const LaunchSpec& spec);
+// Runs `spec` in `user_ns` (its maps may still be being written: stage A
+// enters it and prepares the image meanwhile) and returns the command's
+// exit status (128 + N when killed by signal N). `when_ended` runs once the
+// container has ended, while the FUSE daemon's process is still being torn
+// down (it is reaped before Launch returns). Errors: a setup step that
+// failed, as one line (the stage's errno and what to fix).
+Result<int> Launch(const LaunchSpec& spec, MappedUserNamespace& user_ns,
+                   const std::function<void()>& when_ended);
 
 }  // namespace strata::launcher

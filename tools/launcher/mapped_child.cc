@@ -13,7 +13,7 @@
 #include <string>
 
 #include "layerdb/base/unique_fd.h"
-#include "tools/launcher/id_map.h"
+#include "tools/launcher/user_namespace.h"
 
 namespace strata::launcher {
 
@@ -90,47 +90,14 @@ Status RunInChild(const std::function<Status()>& body,
 }
 
 Status RunAsMappedRoot(const std::function<Status()>& body) {
-  bool rootless = ::geteuid() != 0;
-  int err[2], up[2], down[2];
-  if (::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(up, O_CLOEXEC) != 0 ||
-      ::pipe2(down, O_CLOEXEC) != 0)
-    return Error::FromErrno("pipe", "child");
-  UniqueFd err_r(err[0]), err_w(err[1]), up_r(up[0]), up_w(up[1]),
-      down_r(down[0]), down_w(down[1]);
-  STRATA_ASSIGN_OR_RETURN(pid_t child, ForkDyingWithParent());
-  if (child == 0) {
-    if (rootless) {
-      char c = 0;
-      if (::unshare(CLONE_NEWUSER) != 0) {
-        SendError(err_w.get(), Error::FromErrno("unshare", "user namespace"));
-        _exit(1);
-      }
-      if (::write(up_w.get(), &c, 1) != 1 || ::read(down_r.get(), &c, 1) != 1 ||
-          c == 'E')
-        _exit(1);  // the parent reports why
-    }
-    Status s = body();
-    if (!s) SendError(err_w.get(), s.error());
-    _exit(s ? 0 : 1);
-  }
-  err_w.Reset();
-  up_w.Reset();
-  down_r.Reset();
-  std::optional<Error> map_error;
-  if (rootless) {
-    char c = 0;
-    if (::read(up_r.get(), &c, 1) == 1) {
-      auto full = WriteIdMaps(child);
-      if (!full) map_error = full.error().WithContext("id maps");
-      c = full ? 'F' : 'E';
-      (void)!::write(down_w.get(), &c, 1);
-    }
-  }
-  up_r.Reset();
-  down_w.Reset();  // a child still waiting for its maps gives up
-  Status s = Outcome(child, ReadAll(err_r.get()));
-  if (map_error) return *map_error;
-  return s;
+  STRATA_ASSIGN_OR_RETURN(auto ns, MappedUserNamespace::Create());
+  if (auto maps = ns.WaitForMaps(); !maps) return maps.error();
+  return RunInChild(
+      [&]() -> Status {
+        STRATA_RETURN_IF_ERROR(ns.Enter());
+        return body();
+      },
+      nullptr);
 }
 
 }  // namespace strata::launcher

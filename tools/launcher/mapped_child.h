@@ -3,7 +3,8 @@
 // A step that must run where a container's files are readable and its ids
 // mean what they meant to the container: in a forked child that, for a
 // rootless caller, first enters a new user namespace mapping the caller's
-// subordinate ids (WriteIdMaps). Used by `strata rm` and `strata commit`.
+// subordinate ids (MappedUserNamespace). Used by `strata rm` and `strata
+// commit`.
 
 #include <functional>
 

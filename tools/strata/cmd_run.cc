@@ -68,6 +68,10 @@ Result<launcher::Volume> ParseVolume(const std::string& v) {
 }
 
 Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
+  // First: its id map helpers run while the store opens and the container
+  // is made.
+  STRATA_ASSIGN_OR_RETURN(auto user_ns,
+                          launcher::MappedUserNamespace::Create());
   launcher::LaunchSpec spec;
   {
     STRATA_ASSIGN_OR_RETURN(auto store,
@@ -130,9 +134,20 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
   }
   if (!warning.empty()) fmt::print(stderr, "strata: warning: {}\n", warning);
   spec.cgroup_procs = cgroup->procs_fds();
-  auto status = launcher::Launch(spec);
-  if (auto removed = cgroup->Remove(); !removed)
-    fmt::print(stderr, "strata: warning: {}\n", removed.error().ToString());
+  spec.remove_when_ended = a.rm;
+  bool ended = false;
+  auto when_ended = [&] {  // while the FUSE daemon exits
+    ended = true;
+    if (auto removed = cgroup->Remove(); !removed)
+      fmt::print(stderr, "strata: warning: {}\n", removed.error().ToString());
+    if (!a.rm) return;
+    auto removed = launcher::RemoveEndedContainer(
+        spec.store_root, spec.container_id, /*but_rootfs=*/true);
+    if (!removed)
+      fmt::print(stderr, "strata: {}\n", removed.error().ToString());
+  };
+  auto status = launcher::Launch(spec, user_ns, when_ended);
+  if (!ended) when_ended();  // Launch failed before the container ran
   if (a.rm) {
     auto removed =
         launcher::RemoveEndedContainer(spec.store_root, spec.container_id);
