@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "fs/lower_source.h"
+#include "fs/on_demand.h"
 #include "fs/upper_format.h"
 #include "layerdb/base/unique_fd.h"
 
@@ -76,8 +77,11 @@ struct Inode {
   std::optional<bool> default_acl;
   // Merged directory: the listing a reader started at offset 0 (readdir
   // offsets are positions in it), kept until that reader reaches its end.
-  std::mutex listing_mutex;
-  std::shared_ptr<const std::vector<MergedEntry>> listing;
+  struct ReaderListing {
+    std::mutex mutex;
+    std::shared_ptr<const std::vector<MergedEntry>> entries;
+  };
+  OnDemand<ReaderListing> listing;
 
   // One name of the inode (the last one looked up or given), for copy-up
   // of a file that is opened by inode. The root has no parent.
@@ -87,8 +91,11 @@ struct Inode {
   // Under the writeback cache: the mtime the kernel keeps for this file
   // (what it last sent, else what the upper had when we first changed its
   // data). Data changes put it back on the upper: see UnionFs::KeepingTimes.
-  std::mutex times_mutex;  // after UnionFs's ns_mutex_ when both are held
-  std::optional<struct timespec> kernel_mtime;  // guarded by times_mutex
+  struct KernelTimes {
+    std::mutex mutex;  // after UnionFs's ns_mutex_ when both are held
+    std::optional<struct timespec> mtime;  // guarded by mutex
+  };
+  OnDemand<KernelTimes> kernel_times;
 
   // Known to have no suid, sgid or security.capability since the last
   // chmod or security xattr change: kill requests cost nothing then.
@@ -99,7 +106,8 @@ struct Inode {
   // A read-only open of the lower content has considered pushing it into
   // the kernel's page cache (UnionFs::PrefetchSource): once per inode.
   std::atomic<bool> prefetch_considered{false};
-  std::mutex data_mutex;
+  // The latch of a data copy-up and of the prefetch's push (see the top).
+  OnDemand<std::mutex> data_mutex;
 
   // Kernel references (FUSE lookup count). Guarded by InodeTable's mutex.
   uint64_t nlookup = 0;

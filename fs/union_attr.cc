@@ -129,10 +129,11 @@ Status UnionFs::SetTimes(Inode& node, const std::string& path,
   if (!kernel_keeps_times_ || !node.is_reg()) return host::Utimens(path, times);
   // The kernel's mtime from now on (see KeepingTimes); UTIME_NOW (a
   // utimes(NULL)) is read back on the next data change.
-  std::lock_guard lock(node.times_mutex);
-  if (times[1].tv_nsec == UTIME_NOW) node.kernel_mtime.reset();
+  Inode::KernelTimes& kt = node.kernel_times.get();
+  std::lock_guard lock(kt.mutex);
+  if (times[1].tv_nsec == UTIME_NOW) kt.mtime.reset();
   if (times[1].tv_nsec != UTIME_NOW && times[1].tv_nsec != UTIME_OMIT)
-    node.kernel_mtime = times[1];
+    kt.mtime = times[1];
   return host::Utimens(path, times);
 }
 

@@ -102,14 +102,15 @@ Status UnionFs::Fallocate(OpenFile& file, int mode, off_t offset,
 Status UnionFs::KeepingTimes(Inode& node, int fd, const std::string& path,
                              FunctionRef<Status()> change) {
   if (!kernel_keeps_times_) return change();
-  std::lock_guard lock(node.times_mutex);
-  if (!node.kernel_mtime) {
+  Inode::KernelTimes& kt = node.kernel_times.get();
+  std::lock_guard lock(kt.mutex);
+  if (!kt.mtime) {
     STRATA_ASSIGN_OR_RETURN(struct stat st,
                             fd >= 0 ? host::StatFd(fd) : UpperStat(node));
-    node.kernel_mtime = st.st_mtim;
+    kt.mtime = st.st_mtim;
   }
   Status s = change();
-  struct timespec t[2] = {{0, UTIME_OMIT}, *node.kernel_mtime};
+  struct timespec t[2] = {{0, UTIME_OMIT}, *kt.mtime};
   Status kept = fd >= 0 && ::futimens(fd, t) != 0
                     ? Error::FromErrno("futimens", node.name)
                     : (fd >= 0 ? Ok() : host::Utimens(path, t));
@@ -147,7 +148,7 @@ std::optional<PrefetchData> UnionFs::PrefetchSource(uint64_t nodeid,
 
 void UnionFs::StorePrefetch(const PrefetchData& data,
                             FunctionRef<void()> store) {
-  std::lock_guard latch(data.node->data_mutex);
+  std::lock_guard latch(data.node->data_mutex.get());
   if (data.node->data_generation.load() == data.generation) store();
 }
 

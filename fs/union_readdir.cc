@@ -96,24 +96,25 @@ Status UnionFs::ReadDir(
       return fn(e.name, e.st_ino, e.type, e.next_offset + kDotDotOffset);
     });
   }
+  Inode::ReaderListing& kept = dir.listing.get();
   std::shared_ptr<const std::vector<MergedEntry>> items;
   {
-    std::lock_guard guard(dir.listing_mutex);
-    items = dir.listing;
+    std::lock_guard guard(kept.mutex);
+    items = kept.entries;
   }
   if (offset < kFirstOffset || !items) {  // a reader starts: a fresh snapshot
     STRATA_ASSIGN_OR_RETURN(auto fresh, MergedListing(dir));
     items = std::make_shared<const std::vector<MergedEntry>>(std::move(fresh));
-    std::lock_guard guard(dir.listing_mutex);
-    dir.listing = items;
+    std::lock_guard guard(kept.mutex);
+    kept.entries = items;
   }
   size_t i = offset < kFirstOffset ? 0 : offset - kDotDotOffset;
   for (; i < items->size(); ++i) {
     const auto& it = (*items)[i];
     if (!fn(it.name, it.st_ino, it.type, i + kFirstOffset)) return Ok();
   }
-  std::lock_guard guard(dir.listing_mutex);  // read to the end: not needed
-  if (dir.listing == items) dir.listing.reset();
+  std::lock_guard guard(kept.mutex);  // read to the end: not needed
+  if (kept.entries == items) kept.entries.reset();
   return Ok();
 }
 

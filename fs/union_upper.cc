@@ -323,7 +323,7 @@ Status UnionFs::AdjustGroupNlink(Inode& node, int delta) {
 }
 
 Status UnionFs::CopyUpData(const std::shared_ptr<Inode>& node, bool truncate) {
-  std::lock_guard latch(node->data_mutex);
+  std::lock_guard latch(node->data_mutex.get());
   std::optional<LowerRef> ref;
   {
     std::unique_lock lock(ns_mutex_);
