@@ -19,15 +19,7 @@ strata_static_dep(fuse3 FUSE3 libfuse3.a Threads::Threads ${CMAKE_DL_LIBS})
 strata_static_dep(lmdb LMDB liblmdb.a Threads::Threads)
 strata_static_dep(xxhash XXHASH libxxhash.a)
 
-add_library(strata_dep_crypto INTERFACE)
-if(STRATA_STATIC_DEPS)
-  find_library(STRATA_crypto_ARCHIVE NAMES libcrypto.a REQUIRED)
-  target_include_directories(strata_dep_crypto SYSTEM INTERFACE ${OPENSSL_INCLUDE_DIR})
-  target_link_libraries(strata_dep_crypto INTERFACE ${STRATA_crypto_ARCHIVE}
-                        Threads::Threads ${CMAKE_DL_LIBS})
-else()
-  target_link_libraries(strata_dep_crypto INTERFACE OpenSSL::Crypto)
-endif()
+strata_static_dep(nettle NETTLE libnettle.a)
 
 # spdlog and fmt: Debian's spdlog::spdlog_header_only still links the shared
 # libfmt, so the header-only form is spelled out here.

@@ -1,8 +1,9 @@
 #include "layerdb/hash.h"
 
+#include <nettle/sha2.h>
+
 #include <new>
 
-#include <openssl/evp.h>
 #include <xxhash.h>
 
 namespace strata::layerdb {
@@ -40,24 +41,20 @@ BlobKey Xxh128::Of(std::string_view data) {
   return FromHash(XXH3_128bits(data.data(), data.size()));
 }
 
-Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-  if (ctx_ == nullptr) throw std::bad_alloc();
-  EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr);
+Sha256::Sha256() : ctx_(std::make_unique<sha256_ctx>()) {
+  sha256_init(ctx_.get());
 }
 
-Sha256::~Sha256() {
-  EVP_MD_CTX_free(ctx_);
-}
+Sha256::~Sha256() = default;
 
 void Sha256::Update(const void* data, size_t len) {
-  EVP_DigestUpdate(ctx_, data, len);
+  sha256_update(ctx_.get(), len, static_cast<const uint8_t*>(data));
 }
 
 std::string Sha256::FinishDigest() {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx_, md, &len);
-  return "sha256:" + HexEncode(md, len);
+  uint8_t md[SHA256_DIGEST_SIZE];
+  sha256_digest(ctx_.get(), sizeof md, md);
+  return "sha256:" + HexEncode(md, sizeof md);
 }
 
 std::string Sha256::Of(std::string_view data) {
