@@ -1,7 +1,6 @@
 #include "tools/launcher/mapped_child.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
@@ -9,7 +8,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <optional>
 #include <string>
 
 #include "layerdb/base/unique_fd.h"

@@ -7,9 +7,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdio>
-#include <cstdlib>
-#include <ctime>
 #include <optional>
 #include <string>
 
@@ -70,9 +67,7 @@ Error UnshareError(int err) {
 
 }  // namespace
 
-static double NowMs();
 Result<MappedUserNamespace> MappedUserNamespace::Create() {
-  if (getenv("TT")) fprintf(stderr, "create at %.3f\n", NowMs());
   auto st = std::make_unique<State>();
   if (::geteuid() == 0) return MappedUserNamespace(std::move(st));
   int report[2];
@@ -93,7 +88,6 @@ Result<MappedUserNamespace> MappedUserNamespace::Create() {
   s.ns.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!s.ns.valid()) return Error::FromErrno("open", path);
   s.pending = StartIdMaps(s.holder);
-  if (getenv("TT")) fprintf(stderr, "started at %.3f\n", NowMs());
   return ns;
 }
 
@@ -108,18 +102,9 @@ MappedUserNamespace::~MappedUserNamespace() {
   if (state_) state_->Release();
 }
 
-static double NowMs() {
-  timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
 Result<bool> MappedUserNamespace::WaitForMaps() {
   if (!state_ || !state_->ns.valid()) return false;
-  double t0 = NowMs();
-  state_->Release();
-  if (getenv("TT"))
-    fprintf(stderr, "wait %.3f at %.3f\n", NowMs() - t0,
-            t0);  // the maps are written: the fd keeps the namespace
+  state_->Release();  // the maps are written: the fd keeps the namespace
   if (!*state_->maps) return state_->maps->error().WithContext("id maps");
   return **state_->maps;
 }
