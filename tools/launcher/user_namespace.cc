@@ -22,6 +22,9 @@ struct MappedUserNamespace::State {
   PendingIdMaps pending;
   std::optional<Result<bool>> maps;
 
+  // Also when a moved-to MappedUserNamespace drops its old state.
+  ~State() { Release(); }
+
   // Ends the holder (once its maps are written) and reaps it. A signal,
   // not EOF on a pipe: the children forked meanwhile share the pipe's fds.
   void Release() {
@@ -98,9 +101,7 @@ MappedUserNamespace::MappedUserNamespace(MappedUserNamespace&&) noexcept =
 MappedUserNamespace& MappedUserNamespace::operator=(
     MappedUserNamespace&&) noexcept = default;
 
-MappedUserNamespace::~MappedUserNamespace() {
-  if (state_) state_->Release();
-}
+MappedUserNamespace::~MappedUserNamespace() = default;
 
 Result<bool> MappedUserNamespace::WaitForMaps() {
   if (!state_ || !state_->ns.valid()) return false;
