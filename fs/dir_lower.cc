@@ -357,10 +357,7 @@ Result<struct stat> DirLowerSource::StatOf(Node& node) {
 Result<std::shared_ptr<const DirLowerSource::Details>>
 DirLowerSource::ResolveDetails(const Node& node) {
   auto details = std::make_shared<Details>();
-  STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
-                          OpenBeneath(node.layer, node.rel, O_PATH));
-  if (::fstat(fd.get(), &details->st) != 0)
-    return Error::FromErrno("fstat", Describe(node.layer, node.rel));
+  STRATA_RETURN_IF_ERROR(StatBeneath(node, details->st));
   details->st.st_ino = node.ino;
   details->st.st_dev = 0;
   FillTimes(details->st);
@@ -371,6 +368,30 @@ DirLowerSource::ResolveDetails(const Node& node) {
     if (opaque) break;
   }
   return std::shared_ptr<const Details>(std::move(details));
+}
+
+// A non-directory is statted from its directory's fd (RecentDirs): its name
+// is one component, not followed if a symlink, so it stays beneath the
+// layer root as the directory's own openat2 did.
+Status DirLowerSource::StatBeneath(const Node& node, struct stat& st) {
+  size_t slash = node.rel.rfind('/');
+  if (node.type != S_IFDIR && node.rel != ".") {
+    std::string dir =
+        slash == std::string::npos ? "." : node.rel.substr(0, slash);
+    const char* name =
+        node.rel.c_str() + (slash == std::string::npos ? 0 : slash + 1);
+    STRATA_ASSIGN_OR_RETURN(auto dirfd, recent_dirs_.Get(node.layer, dir, [&] {
+      return OpenBeneath(node.layer, dir, O_PATH | O_DIRECTORY);
+    }));
+    if (::fstatat(dirfd->get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return Error::FromErrno("fstatat", Describe(node.layer, node.rel));
+    return Ok();
+  }
+  STRATA_ASSIGN_OR_RETURN(UniqueFd fd,
+                          OpenBeneath(node.layer, node.rel, O_PATH));
+  if (::fstat(fd.get(), &st) != 0)
+    return Error::FromErrno("fstat", Describe(node.layer, node.rel));
+  return Ok();
 }
 
 // Whether `dir` hides the same-named directories below it. A layer root

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "fs/lower_source.h"
+#include "fs/recent_dirs.h"
 #include "layerdb/base/error.h"
 #include "layerdb/base/unique_fd.h"
 
@@ -119,6 +120,7 @@ class DirLowerSource final : public LowerSource {
   Result<struct stat> StatOf(Node& node);
 
   Result<std::shared_ptr<const Details>> ResolveDetails(const Node& node);
+  Status StatBeneath(const Node& node, struct stat& st);
   Result<bool> IsOpaque(const DirLayer& dir, bool* xwhiteouts) const;
   Result<std::shared_ptr<const Listing>> InstallListing(Node& node,
                                                         const Details& details,
@@ -143,6 +145,7 @@ class DirLowerSource final : public LowerSource {
   // set `details` and `listing` of every node. The only lock; never held
   // across a syscall.
   mutable std::shared_mutex mu_;
+  RecentDirs recent_dirs_;
   std::vector<std::unique_ptr<Node>> nodes_;
 };
 
