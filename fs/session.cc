@@ -1,6 +1,7 @@
 #include "fs/session.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -29,6 +30,15 @@ void RaiseFdLimit() {
     r.rlim_cur = r.rlim_max;
     ::setrlimit(RLIMIT_NOFILE, &r);
   }
+}
+
+// glibc grows (mprotect) and trims (madvise) each thread's heap by
+// M_TOP_PAD, 128 KiB by default: the worker that builds a large directory's
+// listing then frees it paid for fresh pages again on every such listing.
+// 8 MiB cut strata-overlay's first listing of a 10,000-entry directory by
+// 1.5-1.9 ms (8%), with the same resident memory after a walk of the tree.
+void TuneMalloc() {
+  ::mallopt(M_TOP_PAD, 8 << 20);
 }
 
 std::string JoinOptions(const MountConfig& c, bool* posix_acl) {
@@ -108,6 +118,7 @@ int ServeLoop(fuse_session* se, unsigned max_threads) {
 int Serve(MountConfig c, const ConfiguringFsFactory& make_fs, int ready_fd) {
   ::umask(0);
   RaiseFdLimit();
+  TuneMalloc();
   auto fs = make_fs(c);
   if (!fs) {
     std::string msg = fs.error().ToString();
@@ -229,6 +240,7 @@ Result<std::unique_ptr<BackgroundMount>> BackgroundMount::Mount(
   st.ctx.fs = st.fs.get();
   st.ctx.timeout = c.timeout;
   st.max_threads = c.max_threads;
+  TuneMalloc();
   fuse_set_log_func(FuseLog);
   STRATA_ASSIGN_OR_RETURN(st.se, MountSession(c, st.ctx, false));
   return m;
