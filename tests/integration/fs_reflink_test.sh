@@ -39,7 +39,14 @@ note "upper extents marked shared: $shared"
   filefrag -v "$U/data/big" >&2
   fail "the upper file shares no extent with its blob: the copy-up did not clone it"
 }
+# umount returns before the daemon has exited: its open files would keep the
+# XFS busy for the umount below.
+daemon=$(pids_naming "$M")
 umount "$M"
+if [[ -n $daemon ]]; then
+  # shellcheck disable=SC2086 # one pid a word
+  left=$(wait_gone $daemon) || fail "the daemon did not exit after umount: $left"
+fi
 check "data in the upper" cmp "$U/data/big" "$WORK/want"
 blob=$(find "$STORE" -type f -size +60M | head -1)
 [[ -n $blob ]] || fail "no 64 MiB blob in the store"
