@@ -374,16 +374,12 @@ DirLowerSource::ResolveDetails(const Node& node) {
 // is one component, not followed if a symlink, so it stays beneath the
 // layer root as the directory's own openat2 did.
 Status DirLowerSource::StatBeneath(const Node& node, struct stat& st) {
-  size_t slash = node.rel.rfind('/');
   if (node.type != S_IFDIR && node.rel != ".") {
-    std::string dir =
-        slash == std::string::npos ? "." : node.rel.substr(0, slash);
-    const char* name =
-        node.rel.c_str() + (slash == std::string::npos ? 0 : slash + 1);
+    auto [dir, name] = SplitRel(node.rel);
     STRATA_ASSIGN_OR_RETURN(auto dirfd, recent_dirs_.Get(node.layer, dir, [&] {
       return OpenBeneath(node.layer, dir, O_PATH | O_DIRECTORY);
     }));
-    if (::fstatat(dirfd->get(), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    if (::fstatat(dirfd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
       return Error::FromErrno("fstatat", Describe(node.layer, node.rel));
     return Ok();
   }

@@ -3,8 +3,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <cstdlib>
+#include <filesystem>
 #include <string>
+#include <system_error>
 
 #include <gtest/gtest.h>
 
@@ -21,7 +22,8 @@ class CopyDataTest : public ::testing::Test {
     dir_ = tmpl;
   }
   void TearDown() override {
-    (void)!std::system(("rm -rf '" + dir_ + "'").c_str());
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
   }
 
   UniqueFd Make(const std::string& name, const std::string& bytes, off_t at) {

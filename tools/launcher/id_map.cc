@@ -120,12 +120,11 @@ PendingIdMaps StartIdMaps(pid_t pid) {
                         std::to_string(rg->start), std::to_string(rg->count)});
   p.uid_helper = u ? *u : -1;
   p.gid_helper = g ? *g : -1;
-  p.helpers_started = u && g;
   return p;
 }
 
 Result<bool> FinishIdMaps(PendingIdMaps& p) {
-  bool ok = p.helpers_started;
+  bool ok = p.uid_helper > 0 && p.gid_helper > 0;
   if (p.uid_helper > 0) ok = WaitHelper(p.uid_helper, "newuidmap") && ok;
   if (p.gid_helper > 0) ok = WaitHelper(p.gid_helper, "newgidmap") && ok;
   p.uid_helper = p.gid_helper = -1;

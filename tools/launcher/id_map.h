@@ -30,8 +30,7 @@ std::optional<SubRange> FindSubRange(const std::string& file_text,
 struct PendingIdMaps {
   pid_t target = -1;
   pid_t uid_helper = -1;
-  pid_t gid_helper = -1;
-  bool helpers_started = false;  // else the single id is written at the end
+  pid_t gid_helper = -1;  // either -1: the single id is written at the end
 };
 
 // Starts the helpers when the caller has a subordinate range and uidmap is

@@ -454,14 +454,14 @@ Result<int> Launch(const LaunchSpec& spec_in, MappedUserNamespace& user_ns,
   while ((got = ::read(status_r.get(), &status, sizeof status)) < 0 &&
          errno == EINTR) {
   }
-  bool reaped = got != static_cast<ssize_t>(sizeof status);
+  bool died_early = got != static_cast<ssize_t>(sizeof status);
   auto reap = [a] {
     int ws = 0;
     while (::waitpid(a, &ws, 0) < 0 && errno == EINTR) {
     }
     return StatusOf(ws);
   };
-  if (reaped) status = reap();
+  if (died_early) status = reap();
   g_forward_to = 0;
   std::string msg;
   char buf[1024];
@@ -471,7 +471,7 @@ Result<int> Launch(const LaunchSpec& spec_in, MappedUserNamespace& user_ns,
   ::close(err_pipe[0]);
   if (!spec.remove_when_ended) (void)RecordState(spec.container_dir, 0, status);
   if (when_ended) when_ended();
-  if (!reaped) reap();  // its mount and FUSE connection are gone then
+  if (!died_early) reap();  // its mount and FUSE connection are gone then
   if (setup_error) return *setup_error;
   if (!msg.empty()) {
     // One line, and the status: 126/127 for exec failures (as a shell
