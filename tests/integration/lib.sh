@@ -64,6 +64,10 @@ setup_work() {
   trap cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  # strata's user namespace keepers (strata-UID/userns.pid, one per user) are recorded
+  # here, so that cleanup ends them (their command lines name it) with the rest.
+  export XDG_RUNTIME_DIR=$STORES/run
+  mkdir -m 1777 "$XDG_RUNTIME_DIR"
   local base
   for base in ${STRATA_TEST_SCRATCH:-} /dev/shm; do
     if scratch_ok "$base"; then

@@ -135,11 +135,53 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
     sleep 0.1
   done
   expect "$who: SIGKILL of strata run leaves no process" "" "$left"
-  expect "$who: ... and no mount" 0 "$(grep -c "containers/k1" /proc/mounts || true)"
+  expect "$who: ... and no mount" 0 "$(grep -c "$store/rootfs" /proc/mounts || true)"
   "${S[@]}" rm -f k1
   "${S[@]}" rm c1
   expect "$who: rm removes the container" "" "$(ls "$store/containers")"
   expect "$who: no mount left" 0 "$(grep -c "$store" /proc/mounts || true)"
+}
+
+# keeper_checks STORE RUNAS...: the user namespace kept between rootless starts
+# (userns_keeper.h): shared by consecutive containers, replaced when killed or when its
+# record names another process, not kept with STRATA_USERNS_KEEP=0, ended when idle.
+keeper_checks() {
+  local store=$1
+  shift
+  local runas=("$@")
+  local S=("${runas[@]}" "$STRATA_BIN" --root "$store")
+  local record=$XDG_RUNTIME_DIR/strata-$(id -u strata-test)/userns.pid
+  local ns1 ns2 keeper out
+  ns1=$("${S[@]}" run --rm bb readlink /proc/self/ns/user)
+  ns2=$("${S[@]}" run --rm bb readlink /proc/self/ns/user)
+  expect "keeper: consecutive containers share the user namespace" "$ns1" "$ns2"
+  keeper=$(cat "$record" 2>/dev/null || true)
+  expect "keeper: it is recorded and named strata-userns" strata-userns \
+    "$(cat "/proc/$keeper/comm" 2>/dev/null || true)"
+  expect "keeper: its namespace is the containers'" "$ns1" "$(readlink "/proc/$keeper/ns/user")"
+  expect "keeper: it holds no file but /dev/null" "/dev/null /dev/null /dev/null" \
+    "$(for f in /proc/"$keeper"/fd/*; do readlink "$f"; done | paste -sd' ')"
+  kill -KILL "$keeper"
+  wait_gone "$keeper" >/dev/null || true
+  out=$("${S[@]}" run --rm bb cat /proc/self/uid_map | awk '{print $1, $3}' | paste -sd' ')
+  expect "keeper: a killed one is replaced (same map)" "0 1 1 65536" "$out"
+  expect "keeper: ... by another, recorded" "1 strata-userns" \
+    "$([[ $(cat "$record") != "$keeper" ]] && echo 1) $(cat "/proc/$(cat "$record")/comm" 2>/dev/null || true)"
+  keeper=$(cat "$record")
+  echo $$ >"$record" # a live process that is no keeper
+  out=$("${S[@]}" run --rm bb /bin/true && cat "/proc/$(cat "$record")/comm")
+  expect "keeper: a record naming another process is not trusted" strata-userns "$out"
+  kill -KILL "$keeper" # unrecorded now, it would end within a minute
+  ns1=$("${runas[@]}" env STRATA_USERNS_KEEP=0 "$STRATA_BIN" --root "$store" run --rm bb readlink /proc/self/ns/user)
+  ns2=$(readlink "/proc/$(cat "$record")/ns/user")
+  expect "keeper: STRATA_USERNS_KEEP=0 makes a namespace of its own" 1 "$([[ $ns1 != "$ns2" ]] && echo 1)"
+  keeper=$(cat "$record")
+  kill -KILL "$keeper"
+  wait_gone "$keeper" >/dev/null || true
+  "${runas[@]}" env STRATA_USERNS_KEEP=1 "$STRATA_BIN" --root "$store" run --rm bb /bin/true
+  keeper=$(cat "$record")
+  expect "keeper: one idle for STRATA_USERNS_KEEP seconds ends" "" "$(wait_gone "$keeper")"
+  expect "keeper: ... and removes its record" gone "$([[ -e $record ]] || echo gone)"
 }
 
 suite root "$STORES/root-store"
@@ -152,6 +194,7 @@ if id strata-test >/dev/null 2>&1 && [[ $(stat -c %a /dev/fuse) == 666 ]]; then
   out=$(setpriv --reuid=strata-test --regid=strata-test --init-groups \
     "$STRATA_BIN" --root "$udir/store" run --rm bb cat /proc/self/uid_map | awk '{print $1, $3}' | tr '\n' ' ')
   expect "rootless: uid_map maps root and a subordinate range" "0 1 1 65536 " "$out"
+  keeper_checks "$udir/store" setpriv --reuid=strata-test --regid=strata-test --init-groups
 else
   note "rootless part skipped: needs the user strata-test and /dev/fuse mode 0666 (tools/check sets both up)"
 fi

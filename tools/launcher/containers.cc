@@ -58,6 +58,7 @@ nlohmann::json ToJson(const ContainerInfo& c) {
 Status CreateContainer(const LaunchSpec& spec) {
   const std::string& dir = spec.container_dir;
   STRATA_RETURN_IF_ERROR(sys::MakeDirs(spec.store_root + "/containers", 0700));
+  STRATA_RETURN_IF_ERROR(sys::MakeDirs(SharedRootfs(spec.store_root), 0700));
   if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno != EEXIST) return Error::FromErrno("mkdir", dir);
     return Error(EEXIST, "run",
@@ -65,7 +66,7 @@ Status CreateContainer(const LaunchSpec& spec) {
                      " exists (remove it with strata rm " + spec.container_id +
                      ", or choose another --name)");
   }
-  for (const char* d : {"/upper", "/work", "/rootfs"})
+  for (const char* d : {"/upper", "/work"})
     if (::mkdir((dir + d).c_str(), 0700) != 0)
       return Error::FromErrno("mkdir", dir + d);
   STRATA_RETURN_IF_ERROR(sys::WriteFileAtomic(
@@ -141,22 +142,15 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
 }
 
 Status RemoveEndedContainer(const std::string& store_root,
-                            const std::string& id, bool but_rootfs) {
+                            const std::string& id) {
   std::string dir = store_root + "/containers/" + id;
-  std::vector<std::string> paths = {dir};
-  if (but_rootfs) {
-    STRATA_ASSIGN_OR_RETURN(auto names, sys::ListDir(dir));
-    paths.clear();
-    for (const auto& n : names)
-      if (n != "rootfs") paths.push_back(dir + "/" + n);
-  }
-  for (const auto& p : paths) {
-    auto removed = sys::RemoveTree(p);
-    if (removed) continue;
-    if (::geteuid() == 0) return removed.error();
-    STRATA_RETURN_IF_ERROR(RemoveAsMappedRoot(p));
-  }
-  return Ok();
+  auto removed = sys::RemoveTree(dir);
+  if (removed || ::geteuid() == 0) return removed;
+  return RemoveAsMappedRoot(dir);
+}
+
+std::string SharedRootfs(const std::string& store_root) {
+  return store_root + "/rootfs";
 }
 
 }  // namespace strata::launcher

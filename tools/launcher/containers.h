@@ -55,11 +55,15 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
                        bool force);
 
 // Removes a container known to have ended (`strata run --rm`, just after
-// it): no listing, no liveness check. With `but_rootfs`, all but its empty
-// rootfs directory: while the FUSE daemon's mount namespace still holds a
-// mount there, removing it waits for an RCU grace period (1 ms here), so a
-// removal overlapping the daemon's exit leaves it for a second call after.
+// it): no listing, no liveness check.
 Status RemoveEndedContainer(const std::string& store_root,
-                            const std::string& id, bool but_rootfs = false);
+                            const std::string& id);
+
+// The empty directory every container's union is mounted on, each time in
+// a mount namespace of the container's own, never on the host's:
+// <store>/rootfs. Not per container, so that nothing of a container is a
+// mount point once it ends (removing a mount point of a live namespace
+// waits for an RCU grace period, 1 ms here).
+std::string SharedRootfs(const std::string& store_root);
 
 }  // namespace strata::launcher

@@ -99,25 +99,57 @@ std::optional<SubRange> FindSubRange(const std::string& file_text,
   return std::nullopt;
 }
 
-PendingIdMaps StartIdMaps(pid_t pid) {
-  PendingIdMaps p;
-  p.target = pid;
-  uid_t uid = ::getuid();
-  gid_t gid = ::getgid();
-  std::string name = UserName(uid);
+IdMapPlan PlanIdMaps() {
+  IdMapPlan plan;
+  plan.uid = ::getuid();
+  plan.gid = ::getgid();
+  if (::access("/usr/bin/newuidmap", X_OK) != 0 ||
+      ::access("/usr/bin/newgidmap", X_OK) != 0)
+    return plan;  // the single id then
+  std::string name = UserName(plan.uid);
   auto subuid = sys::ReadFile("/etc/subuid");
   auto subgid = sys::ReadFile("/etc/subgid");
-  std::optional<SubRange> ru, rg;
-  if (subuid) ru = FindSubRange(*subuid, name, uid);
-  if (subgid) rg = FindSubRange(*subgid, name, uid);
-  if (!ru || !rg || ::access("/usr/bin/newuidmap", X_OK) != 0 ||
-      ::access("/usr/bin/newgidmap", X_OK) != 0)
-    return p;  // the single id then
+  if (subuid) plan.uids = FindSubRange(*subuid, name, plan.uid);
+  if (subgid) plan.gids = FindSubRange(*subgid, name, plan.uid);
+  if (!plan.full()) plan.uids = plan.gids = std::nullopt;
+  return plan;
+}
+
+namespace {
+
+// "0 ID 1", then "1 START COUNT" for a range: a map as /proc shows it to a
+// process of the parent namespace, one triple per line.
+bool MapIs(pid_t pid, const char* file, uint64_t id,
+           const std::optional<SubRange>& range) {
+  auto text = sys::ReadFile("/proc/" + std::to_string(pid) + "/" + file);
+  if (!text) return false;
+  std::vector<uint64_t> want = {0, id, 1};
+  if (range) want.insert(want.end(), {1, range->start, range->count});
+  std::istringstream in(*text);
+  std::vector<uint64_t> got;
+  for (uint64_t v = 0; in >> v;)
+    got.push_back(v);
+  return in.eof() && got == want;
+}
+
+}  // namespace
+
+bool HasPlannedMaps(pid_t pid, const IdMapPlan& plan) {
+  return MapIs(pid, "uid_map", plan.uid, plan.uids) &&
+         MapIs(pid, "gid_map", plan.gid, plan.gids);
+}
+
+PendingIdMaps StartIdMaps(pid_t pid, const IdMapPlan& plan) {
+  PendingIdMaps p;
+  p.target = pid;
+  if (!plan.full()) return p;
   std::string t = std::to_string(pid);
-  auto u = StartHelper({"newuidmap", t, "0", std::to_string(uid), "1", "1",
-                        std::to_string(ru->start), std::to_string(ru->count)});
-  auto g = StartHelper({"newgidmap", t, "0", std::to_string(gid), "1", "1",
-                        std::to_string(rg->start), std::to_string(rg->count)});
+  auto u = StartHelper({"newuidmap", t, "0", std::to_string(plan.uid), "1", "1",
+                        std::to_string(plan.uids->start),
+                        std::to_string(plan.uids->count)});
+  auto g = StartHelper({"newgidmap", t, "0", std::to_string(plan.gid), "1", "1",
+                        std::to_string(plan.gids->start),
+                        std::to_string(plan.gids->count)});
   p.uid_helper = u ? *u : -1;
   p.gid_helper = g ? *g : -1;
   return p;

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include "tools/launcher/container_user.h"
-#include "tools/launcher/id_map.h"
 
 namespace strata::launcher {
 namespace {
@@ -79,18 +78,6 @@ TEST(ContainerUserTest, NamesComeFromTheImagesFiles) {
   EXPECT_EQ(n->gid, 77u);
   EXPECT_FALSE(ResolveUser("ghost", passwd, group));
   EXPECT_FALSE(ResolveUser("app:ghosts", passwd, group));
-}
-
-TEST(IdMapTest, FindsTheUsersRange) {
-  std::string text = "alice:100000:65536\nbob:165536:65536\n1003:300000:10\n";
-  auto r = FindSubRange(text, "bob", 1002);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->start, 165536u);
-  EXPECT_EQ(r->count, 65536u);
-  auto byid = FindSubRange(text, "carol", 1003);
-  ASSERT_TRUE(byid);
-  EXPECT_EQ(byid->start, 300000u);
-  EXPECT_FALSE(FindSubRange(text, "dave", 1004));
 }
 
 }  // namespace

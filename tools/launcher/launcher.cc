@@ -25,6 +25,7 @@
 #include "fs/stored_lower.h"
 #include "fs/union_fs.h"
 #include "layerdb/base/sys.h"
+#include "layerdb/base/unique_fd.h"
 #include "tools/launcher/cgroup_limits.h"
 #include "tools/launcher/container_user.h"
 #include "tools/launcher/containers.h"
@@ -235,8 +236,6 @@ Result<std::string> ReadIfThere(const std::string& path) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   // --memory/--pids: this process and all it starts, not the FUSE daemon.
   if (auto s = JoinCgroups(spec.cgroup_procs); !s) Fail(err_fd, s.error());
-  if (::unshare(CLONE_NEWNS) != 0)
-    Fail(err_fd, Error::FromErrno("unshare", "mount namespace"));
   if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0)
     Fail(err_fd, Error::FromErrno("mount", "make / a slave"));
   if (spec.net_none) {
@@ -244,7 +243,7 @@ Result<std::string> ReadIfThere(const std::string& path) {
   }
   if (::sethostname(spec.hostname.data(), spec.hostname.size()) != 0)
     Fail(err_fd, Error::FromErrno("sethostname", spec.hostname));
-  if (auto s = SetUpRootfs(spec.container_dir + "/rootfs", spec, full_map); !s)
+  if (auto s = SetUpRootfs(SharedRootfs(spec.store_root), spec, full_map); !s)
     Fail(err_fd, s.error());
   auto passwd = ReadIfThere("/etc/passwd");
   auto group = ReadIfThere("/etc/group");
@@ -296,7 +295,7 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   uo.xattr_ns = fs::XattrNs::kTrusted;  // downgraded to user. where refused
   STRATA_ASSIGN_OR_RETURN(auto ufs, fs::UnionFs::Create(std::move(lower), uo));
   fs::MountConfig mc;
-  mc.mountpoint = spec.container_dir + "/rootfs";
+  mc.mountpoint = SharedRootfs(spec.store_root);
   mc.fsname = "strata:" + spec.image;
   mc.subtype = "strata";
   return fs::BackgroundMount::Mount(mc, std::move(ufs));
@@ -323,7 +322,7 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   (*mount)->AnswerInit();  // the container's first lookup need not wait
   // clone(2) with the namespace flags, not unshare + fork: a process that
   // unshared its PID namespace may not start threads (the FUSE loop's).
-  int flags = CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+  int flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
               (spec.net_none ? CLONE_NEWNET : 0);
   struct InitArgs {
     const LaunchSpec* spec;
@@ -344,6 +343,13 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
       static_cast<char*>(stack) + kStack, flags | SIGCHLD, &args);
   if (init < 0)
     Fail(err_fd, Error::FromErrno("clone", "PID/UTS/IPC namespaces"));
+  // Held so that the container's mount namespace outlives its PID 1: the
+  // unmounting of /proc, /dev, /sys and the rest (an RCU grace period, about
+  // 1 ms) then happens as this process exits, after the status is reported,
+  // not in PID 1's exit before it. None if PID 1 has already ended.
+  UniqueFd container_mounts(
+      ::open(("/proc/" + std::to_string(init) + "/ns/mnt").c_str(),
+             O_RDONLY | O_CLOEXEC));
   (*mount)->Start();
   ForwardSignalsTo(init, /*interrupt=*/true);
   int status = WaitForInit(init);
@@ -471,7 +477,11 @@ Result<int> Launch(const LaunchSpec& spec_in, MappedUserNamespace& user_ns,
   ::close(err_pipe[0]);
   if (!spec.remove_when_ended) (void)RecordState(spec.container_dir, 0, status);
   if (when_ended) when_ended();
-  if (!died_early) reap();  // its mount and FUSE connection are gone then
+  // Its mounts and FUSE connection go as it exits. After --rm nothing
+  // waits for that: the container's directory is gone and nothing of it is
+  // a mount point (SharedRootfs); otherwise state.json must not show the
+  // container ended while its daemon still holds the upper.
+  if (!died_early && !spec.remove_when_ended) reap();
   if (setup_error) return *setup_error;
   if (!msg.empty()) {
     // One line, and the status: 126/127 for exec failures (as a shell

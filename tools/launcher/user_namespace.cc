@@ -10,14 +10,22 @@
 #include <optional>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "layerdb/base/sys.h"
 #include "layerdb/base/unique_fd.h"
 #include "tools/launcher/id_map.h"
+#include "tools/launcher/userns_keeper.h"
 
 namespace strata::launcher {
 
 struct MappedUserNamespace::State {
   UniqueFd ns;  // /proc/<holder>/ns/user: keeps it once the holder is gone
+  IdMapPlan plan;
+  // Who holds the namespace until its maps are written: a keeper just
+  // started (userns_keeper.h), else a child of ours.
+  std::optional<NewKeeper> keeper;
+  std::optional<KeeperPlace> place;
   pid_t holder = -1;
   PendingIdMaps pending;
   std::optional<Result<bool>> maps;
@@ -25,10 +33,38 @@ struct MappedUserNamespace::State {
   // Also when a moved-to MappedUserNamespace drops its old state.
   ~State() { Release(); }
 
-  // Ends the holder (once its maps are written) and reaps it. A signal,
-  // not EOF on a pipe: the children forked meanwhile share the pipe's fds.
+  // Joins this user's kept namespace, or starts a keeper whose maps are
+  // then written; false when keeping is off or the keeper did not start.
+  bool UseKeeper() {
+    place = FindKeeperPlace();
+    if (!place) return false;
+    if (auto kept = JoinKeeper(*place, plan)) {
+      ns = std::move(*kept);
+      maps = plan.full();
+      return true;
+    }
+    auto k = StartKeeper(*place);
+    if (!k) {
+      spdlog::debug("userns keeper: {}", k.error().ToString());
+      return false;
+    }
+    ns = std::move(k->ns);
+    pending = StartIdMaps(k->pid, plan);
+    keeper = std::move(*k);
+    return true;
+  }
+
+  // Once the maps are written: a new keeper is recorded when they are the
+  // planned ones (else dropped: it ends); a holder child is killed and
+  // reaped. A signal, not EOF on a pipe: the children forked meanwhile
+  // share the pipe's fds.
   void Release() {
     if (pending.target > 0 && !maps) maps = FinishIdMaps(pending);
+    if (keeper && maps && *maps && **maps == plan.full()) {
+      if (auto kept = Keep(*keeper, *place); !kept)
+        spdlog::debug("userns keeper: {}", kept.error().ToString());
+    }
+    keeper.reset();
     if (holder > 0) {
       ::kill(holder, SIGKILL);
       while (::waitpid(holder, nullptr, 0) < 0 && errno == EINTR) {
@@ -73,6 +109,8 @@ Error UnshareError(int err) {
 Result<MappedUserNamespace> MappedUserNamespace::Create() {
   auto st = std::make_unique<State>();
   if (::geteuid() == 0) return MappedUserNamespace(std::move(st));
+  st->plan = PlanIdMaps();
+  if (st->UseKeeper()) return MappedUserNamespace(std::move(st));
   int report[2];
   if (::pipe2(report, O_CLOEXEC) != 0)
     return Error::FromErrno("pipe", "userns");
@@ -90,7 +128,7 @@ Result<MappedUserNamespace> MappedUserNamespace::Create() {
   std::string path = "/proc/" + std::to_string(s.holder) + "/ns/user";
   s.ns.Reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!s.ns.valid()) return Error::FromErrno("open", path);
-  s.pending = StartIdMaps(s.holder);
+  s.pending = StartIdMaps(s.holder, s.plan);
   return ns;
 }
 

@@ -141,19 +141,13 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
     if (auto removed = cgroup->Remove(); !removed)
       fmt::print(stderr, "strata: warning: {}\n", removed.error().ToString());
     if (!a.rm) return;
-    auto removed = launcher::RemoveEndedContainer(
-        spec.store_root, spec.container_id, /*but_rootfs=*/true);
+    auto removed =
+        launcher::RemoveEndedContainer(spec.store_root, spec.container_id);
     if (!removed)
       fmt::print(stderr, "strata: {}\n", removed.error().ToString());
   };
   auto status = launcher::Launch(spec, user_ns, when_ended);
   if (!ended) when_ended();  // Launch failed before the container ran
-  if (a.rm) {
-    auto removed =
-        launcher::RemoveEndedContainer(spec.store_root, spec.container_id);
-    if (!removed)
-      fmt::print(stderr, "strata: {}\n", removed.error().ToString());
-  }
   return status;
 }
 

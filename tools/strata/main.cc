@@ -5,6 +5,7 @@
 #include <exception>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/core.h>
@@ -13,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "layerdb/store.h"
+#include "tools/launcher/userns_keeper.h"
 #include "tools/strata/commands.h"
 
 namespace strata::cli {
@@ -126,6 +128,10 @@ int Run(int argc, char** argv) {
 }  // namespace strata::cli
 
 int main(int argc, char** argv) {
+  // The user namespace keeper is strata exec'd under another name
+  // (userns_keeper.h): no command line, no logging.
+  if (argc > 0 && std::string_view(argv[0]) == strata::launcher::kKeeperName)
+    return strata::launcher::RunKeeper(argc, argv);
   strata::cli::SetUpLogging();
   try {
     return strata::cli::Run(argc, argv);
