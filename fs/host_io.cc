@@ -220,9 +220,9 @@ Status CopySegment(int src, int dst, off_t data, off_t hole, bool durable) {
 
 }  // namespace
 
-Status CopyData(int src, int dst, uint64_t size, bool durable) {
-  if (size == 0) return Ok();
-  if (::ioctl(dst, FICLONE, src) == 0) return Ok();
+Result<CopyKind> CopyData(int src, int dst, uint64_t size, bool durable) {
+  if (size == 0) return CopyKind::kCopied;
+  if (::ioctl(dst, FICLONE, src) == 0) return CopyKind::kShared;
   off_t end = static_cast<off_t>(size);
   if (::ftruncate(dst, end) != 0)
     return Error::FromErrno("ftruncate", "copy-up");
@@ -238,7 +238,7 @@ Status CopyData(int src, int dst, uint64_t size, bool durable) {
     STRATA_RETURN_IF_ERROR(CopySegment(src, dst, data, hole, durable));
     pos = hole;
   }
-  return Ok();
+  return CopyKind::kCopied;
 }
 
 Result<std::vector<HostDirent>> ReadDirAll(int dirfd) {

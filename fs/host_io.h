@@ -50,13 +50,19 @@ Status SetXattr(const std::string& path, const std::string& name,
 // Succeeds when the attribute was not there.
 Status RemoveXattr(const std::string& path, const std::string& name);
 
+// How CopyData made the copy.
+enum class CopyKind {
+  kShared,  // FICLONE: `dst` shares `src`'s extents; no data was written
+  kCopied,  // the bytes were written (or there were none)
+};
+
 // Copies `size` bytes of `src` to `dst` (both at offset 0): FICLONE where
 // the filesystem can share extents, else copy_file_range, else read/write.
 // Holes in `src` stay holes where SEEK_DATA finds them. `durable`: the
-// caller fsyncs `dst` next; the copy then uses direct I/O where the upper
-// filesystem allows it (most of the data is on disk when it returns, and
-// `dst` leaves nothing in the page cache).
-Status CopyData(int src, int dst, uint64_t size, bool durable);
+// caller fsyncs a written `dst` next; the copy then uses direct I/O where
+// the upper filesystem allows it (most of the data is on disk when it
+// returns, and `dst` leaves nothing in the page cache).
+Result<CopyKind> CopyData(int src, int dst, uint64_t size, bool durable);
 
 // Reads a whole directory (fd opened O_RDONLY|O_DIRECTORY): name, type
 // (DT_*), d_ino. "." and ".." are left out.

@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "fs/host_io.h"
 #include "fs/inode_table.h"
 #include "fs/lower_source.h"
 #include "fs/upper_format.h"
@@ -260,6 +261,7 @@ class UnionFs {
       const std::vector<std::pair<std::string, std::string>>& xattrs,
       bool is_symlink);
   Status SyncFile(int fd);
+  Status SyncCopy(int fd, host::CopyKind kind);
   Result<std::vector<MergedEntry>> MergedListing(Inode& dir);
   Result<bool> IsEmptyDir(const std::shared_ptr<Inode>& dir);
   // Sets the owner (or records it where chown is refused) and, with
