@@ -161,6 +161,7 @@ keeper_checks() {
   expect "keeper: its namespace is the containers'" "$ns1" "$(readlink "/proc/$keeper/ns/user")"
   expect "keeper: it holds no file but /dev/null" "/dev/null /dev/null /dev/null" \
     "$(for f in /proc/"$keeper"/fd/*; do readlink "$f"; done | paste -sd' ')"
+  expect "keeper: ... and no environment" 0 "$(wc -c <"/proc/$keeper/environ")"
   kill -KILL "$keeper"
   wait_gone "$keeper" >/dev/null || true
   out=$("${S[@]}" run --rm bb cat /proc/self/uid_map | awk '{print $1, $3}' | paste -sd' ')

@@ -108,8 +108,12 @@ std::optional<pid_t> RecordedPid(const std::string& pid_file) {
   for (int sig : {SIGPIPE, SIGINT, SIGTERM, SIGHUP, SIGQUIT})
     ::signal(sig, SIG_DFL);
   std::string idle = std::to_string(place.idle_seconds);
-  ::execl("/proc/self/exe", kKeeperName, place.pid_file.c_str(), idle.c_str(),
-          static_cast<char*>(nullptr));
+  // No environment: a process that lives on need not hold the caller's.
+  char* const argv[] = {const_cast<char*>(kKeeperName),
+                        const_cast<char*>(place.pid_file.c_str()),
+                        const_cast<char*>(idle.c_str()), nullptr};
+  char* const envp[] = {nullptr};
+  ::execve("/proc/self/exe", argv, envp);
   _exit(127);
 }
 
