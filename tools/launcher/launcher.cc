@@ -342,7 +342,7 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
       },
       static_cast<char*>(stack) + kStack, flags | SIGCHLD, &args);
   if (init < 0)
-    Fail(err_fd, Error::FromErrno("clone", "PID/UTS/IPC namespaces"));
+    Fail(err_fd, Error::FromErrno("clone", "mount/PID/UTS/IPC namespaces"));
   // Held so that the container's mount namespace outlives its PID 1: the
   // unmounting of /proc, /dev, /sys and the rest (an RCU grace period, about
   // 1 ms) then happens as this process exits, after the status is reported,
