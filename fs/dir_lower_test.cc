@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 
 namespace strata::fs {
 namespace {
@@ -29,13 +31,10 @@ enum class OpaqueForm { kTrustedXattr, kUserXattr, kOciMarker };
 class DirLowerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/dir_lower_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    tmp_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    stdfs::remove_all(tmp_, ec);
+    auto scratch = TempDir::Make("/tmp/dir_lower_test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    tmp_ = scratch_->path();
   }
 
   // Layer i's root (0 = topmost), created on first use.
@@ -158,6 +157,7 @@ class DirLowerTest : public ::testing::Test {
     return ((static_cast<uint64_t>(layer) + 1) << 48) | st.st_ino;
   }
 
+  std::optional<TempDir> scratch_;
   std::string tmp_;
   std::string skipped_;  // why a helper could not build the case
 };

@@ -3,11 +3,12 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <filesystem>
+#include <optional>
 #include <string>
-#include <system_error>
 
 #include <gtest/gtest.h>
+
+#include "layerdb/base/temp_dir.h"
 
 namespace strata::fs::host {
 namespace {
@@ -17,13 +18,10 @@ namespace {
 class CopyDataTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/var/tmp/strata-host-io-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-  }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    auto scratch = TempDir::Make("/var/tmp/strata-host-io-");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    dir_ = scratch_->path();
   }
 
   UniqueFd Make(const std::string& name, const std::string& bytes, off_t at) {
@@ -40,6 +38,7 @@ class CopyDataTest : public ::testing::Test {
     return out;
   }
 
+  std::optional<TempDir> scratch_;
   std::string dir_;
 };
 

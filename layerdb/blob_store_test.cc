@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <filesystem>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -16,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 
 namespace strata::layerdb {
 namespace {
@@ -38,16 +38,17 @@ std::string SparseContent() {
 class BlobStoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/blob_store_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto scratch = TempDir::Make("/tmp/blob_store_test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    dir_ = scratch_->path();
     auto blobs = BlobStore::Open(dir_ + "/blobs");
     ASSERT_TRUE(blobs) << blobs.error().ToString();
     blobs_.emplace(std::move(*blobs));
   }
   void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    blobs_.reset();
+    scratch_.reset();
   }
 
   // False where the test directory's filesystem fills holes in.
@@ -72,6 +73,7 @@ class BlobStoreTest : public ::testing::Test {
     return data ? *data : "";
   }
 
+  std::optional<TempDir> scratch_;
   std::string dir_;
   std::optional<BlobStore> blobs_;
 };

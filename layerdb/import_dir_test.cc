@@ -12,12 +12,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 #include "layerdb/importers.h"
 #include "layerdb/store.h"
 
@@ -114,9 +116,10 @@ const Node& NodeAt(const TreeNodePtr& root, const std::string& path) {
 class ImportDirTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/import_dir_test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    tmp_ = tmpl;
+    auto scratch = TempDir::Make("/tmp/import_dir_test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    tmp_ = scratch_->path();
     src_ = tmp_ + "/src";
     ASSERT_EQ(::mkdir(src_.c_str(), 0755), 0);
     auto store = Store::Open(tmp_ + "/store", Store::Mode::kReadWrite);
@@ -125,8 +128,7 @@ class ImportDirTest : public ::testing::Test {
   }
   void TearDown() override {
     store_.reset();
-    std::error_code ec;
-    fs::remove_all(tmp_, ec);
+    scratch_.reset();
   }
 
   std::string Src(const std::string& rel) const { return src_ + "/" + rel; }
@@ -178,6 +180,7 @@ class ImportDirTest : public ::testing::Test {
     return ok;
   }
 
+  std::optional<TempDir> scratch_;
   std::string tmp_, src_;
   std::unique_ptr<Store> store_;
   std::string small_ = "small file\n";

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -17,6 +18,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "layerdb/base/temp_dir.h"
 #include "layerdb/export_test_util.h"
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
@@ -46,12 +48,6 @@ void WriteText(const std::string& path, const std::string& data) {
 // Runs a shell command; its output goes to `log` so a failure can show it.
 bool Sh(const std::string& cmd, const std::string& log) {
   return std::system((cmd + " >>" + log + " 2>&1").c_str()) == 0;
-}
-
-std::string MakeTempDir(const char* what) {
-  std::string tmpl = std::string("/tmp/strata-") + what + ".XXXXXX";
-  if (mkdtemp(tmpl.data()) == nullptr) return "";
-  return tmpl;
 }
 
 // Builds, with umoci, a two-layer layout "DIR/img" tagged "latest":
@@ -148,7 +144,13 @@ class LayoutEditor {
 class ImportOciTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    fixture_dir = MakeTempDir("oci-fixture");
+    auto made = TempDir::Make("/tmp/strata-oci-fixture.");
+    if (!made) {
+      fixture_error = made.error().ToString();
+      return;
+    }
+    fixture_scratch.emplace(std::move(*made));
+    fixture_dir = fixture_scratch->path();
     if (!HaveTool("umoci")) {
       skip_reason = "umoci is not installed";
       return;
@@ -156,19 +158,22 @@ class ImportOciTest : public ::testing::Test {
     // umoci is there, so a fixture it cannot build is a failure, not a skip.
     fixture_error = BuildUmociLayout(fixture_dir);
   }
-  static void TearDownTestSuite() { fs::remove_all(fixture_dir); }
+  static void TearDownTestSuite() { fixture_scratch.reset(); }
 
   void SetUp() override {
     if (!skip_reason.empty()) GTEST_SKIP() << skip_reason;
     ASSERT_EQ(fixture_error, "");
-    dir_ = MakeTempDir("oci-test");
-    ASSERT_FALSE(dir_.empty());
+    auto scratch = TempDir::Make("/tmp/strata-oci-test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    dir_ = scratch_->path();
     auto s = Store::Open(dir_ + "/store", Store::Mode::kReadWrite);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
   }
   void TearDown() override {
-    if (!dir_.empty()) fs::remove_all(dir_);
+    store_.reset();
+    scratch_.reset();
   }
 
   // A private copy of the umoci layout, at DIR/<name>, to break at will.
@@ -223,13 +228,16 @@ class ImportOciTest : public ::testing::Test {
     EXPECT_EQ(Find(*tree, "link")->node.target, "etc/a");
   }
 
+  static std::optional<TempDir> fixture_scratch;
   static std::string fixture_dir;
   static std::string skip_reason;    // a tool is missing
   static std::string fixture_error;  // the tools failed
+  std::optional<TempDir> scratch_;
   std::string dir_;
   std::unique_ptr<Store> store_;
 };
 
+std::optional<TempDir> ImportOciTest::fixture_scratch;
 std::string ImportOciTest::fixture_dir;
 std::string ImportOciTest::skip_reason;
 std::string ImportOciTest::fixture_error;

@@ -5,8 +5,8 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 #include "layerdb/export_test_util.h"
 #include "layerdb/hash.h"
 #include "layerdb/importers.h"
@@ -135,14 +136,18 @@ std::string PaxTar(const std::string& name, uint32_t mode,
 class ImportTarTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/strata-tar-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto scratch = TempDir::Make("/tmp/strata-tar-test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    dir_ = scratch_->path();
     auto s = Store::Open(dir_ + "/store", Store::Mode::kReadWrite);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    store_.reset();
+    scratch_.reset();
+  }
 
   std::string Write(const std::string& name, const std::string& bytes) {
     std::string path = dir_ + "/" + name;
@@ -176,6 +181,7 @@ class ImportTarTest : public ::testing::Test {
     EXPECT_TRUE(layers->empty());
   }
 
+  std::optional<TempDir> scratch_;
   std::string dir_;
   std::unique_ptr<Store> store_;
 };

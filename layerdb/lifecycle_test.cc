@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 #include "layerdb/index.h"
 #include "layerdb/keys.h"
 #include "layerdb/layer_builder.h"
@@ -34,17 +36,17 @@ struct File {
 class LifecycleTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/strata-lifecycle-test.XXXXXX";
-    ASSERT_NE(mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
+    auto scratch = TempDir::Make("/tmp/strata-lifecycle-test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    dir_ = scratch_->path();
     auto s = Store::Open(dir_, Store::Mode::kReadWrite);
     ASSERT_TRUE(s) << s.error().ToString();
     store_ = std::move(*s);
   }
   void TearDown() override {
     store_.reset();
-    std::error_code ec;
-    fs::remove_all(dir_, ec);
+    scratch_.reset();
   }
 
   // Commits a layer of regular files, blob-backed unless `inline_data`.
@@ -104,6 +106,7 @@ class LifecycleTest : public ::testing::Test {
     std::ofstream(dir_ + "/pins/" + name) << id << "\n";
   }
 
+  std::optional<TempDir> scratch_;
   std::string dir_;
   std::unique_ptr<Store> store_;
 };

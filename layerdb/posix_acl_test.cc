@@ -6,13 +6,15 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <gtest/gtest.h>
+
+#include "layerdb/base/temp_dir.h"
 
 namespace strata::layerdb {
 namespace {
@@ -216,17 +218,15 @@ TEST(PosixAclTest, MatchesTheKernel) {
   if (std::system("command -v setfacl >/dev/null && command -v getfacl "
                   ">/dev/null") != 0)
     GTEST_SKIP() << "setfacl/getfacl not installed (Debian package acl)";
-  char tmpl[] = "/tmp/strata-acl-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  std::string dir = tmpl;
+  auto scratch = TempDir::Make("/tmp/strata-acl-");
+  ASSERT_TRUE(scratch) << scratch.error().ToString();
+  std::string dir = scratch->path();
   std::string file = dir + "/f";
   ASSERT_EQ(std::system(("touch " + file + " && chmod 0644 " + file).c_str()),
             0);
   if (std::system(("setfacl -m u:1001:rw " + file + " 2>/dev/null").c_str()) !=
-      0) {
-    std::filesystem::remove_all(dir);
+      0)
     GTEST_SKIP() << "the filesystem of /tmp does not support POSIX ACLs";
-  }
   char buf[256];
   ssize_t n =
       ::getxattr(file.c_str(), "system.posix_acl_access", buf, sizeof buf);
@@ -255,7 +255,6 @@ TEST(PosixAclTest, MatchesTheKernel) {
   struct stat st {};
   ASSERT_EQ(::stat(file.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0750u);
-  std::filesystem::remove_all(dir);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 
 #include "layerdb/base/sys.h"
+#include "layerdb/base/temp_dir.h"
 #include "layerdb/layer_builder.h"
 #include "layerdb/store.h"
 
@@ -63,16 +64,17 @@ struct Listed {
 class TreeReaderTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/strata-reader-test.XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    root_ = tmpl;
+    auto scratch = TempDir::Make("/tmp/strata-reader-test.");
+    ASSERT_TRUE(scratch) << scratch.error().ToString();
+    scratch_.emplace(std::move(*scratch));
+    root_ = scratch_->path();
     auto store = Store::Open(root_, Store::Mode::kReadWrite);
     ASSERT_TRUE(store) << store.error().ToString();
     store_ = std::move(*store);
   }
   void TearDown() override {
     store_.reset();
-    ASSERT_TRUE(sys::RemoveTree(root_));
+    scratch_.reset();
   }
 
   Node Blob(const std::string& data, uint32_t perm = 0644) {
@@ -171,6 +173,7 @@ class TreeReaderTest : public ::testing::Test {
     return names;
   }
 
+  std::optional<TempDir> scratch_;
   std::string root_;
   std::unique_ptr<Store> store_;
 };
