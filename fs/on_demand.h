@@ -28,8 +28,6 @@ class OnDemand {
       return *fresh.release();
     return *p;  // another thread made it first
   }
-  // Null until the first get().
-  T* made() const { return p_.load(std::memory_order_acquire); }
 
  private:
   std::atomic<T*> p_{nullptr};

@@ -6,12 +6,12 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
-#include <charconv>
 #include <mutex>
 #include <shared_mutex>
 
 #include "fs/host_io.h"
 #include "fs/union_fs.h"
+#include "layerdb/base/number.h"
 
 namespace strata::fs {
 
@@ -23,13 +23,6 @@ std::string JoinLower(std::string_view dir, std::string_view name) {
   p += '/';
   p += name;
   return p;
-}
-
-std::optional<uint64_t> ParseU64(std::string_view s) {
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return v;
 }
 
 bool HasName(const std::vector<std::string>& names, const std::string& n) {
@@ -140,7 +133,7 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
   for (const UpperFormat& f : both) {
     STRATA_ASSIGN_OR_RETURN(auto v, get(f.Origin()));
     if (v) {
-      if (auto ino = ParseU64(*v)) info.ino = *ino;
+      if (auto ino = ParseNumber<uint64_t>(*v)) info.ino = *ino;
       break;
     }
   }
@@ -179,7 +172,8 @@ Result<UpperInfo> UnionFs::ResolveUpper(const Inode& dir, std::string_view name,
       if (!info.indexed || !S_ISREG(st.st_mode)) break;
       STRATA_ASSIGN_OR_RETURN(auto v, get(f.Nlink()));
       if (v) {
-        info.group_nlink = static_cast<uint32_t>(ParseU64(*v).value_or(1));
+        info.group_nlink =
+            static_cast<uint32_t>(ParseNumber<uint64_t>(*v).value_or(1));
         break;
       }
     }
@@ -262,7 +256,7 @@ Result<std::shared_ptr<Inode>> UnionFs::FromLower(
       STRATA_ASSIGN_OR_RETURN(
           auto v, host::GetXattr(UpperPath(*node), format_.Nlink()));
       node->group_nlink =
-          v ? static_cast<uint32_t>(ParseU64(*v).value_or(1)) : 1;
+          v ? static_cast<uint32_t>(ParseNumber<uint64_t>(*v).value_or(1)) : 1;
     }
   }
   return table_->FindOrInsert(std::move(node));

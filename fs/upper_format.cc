@@ -2,10 +2,11 @@
 
 #include <sys/sysmacros.h>
 
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "layerdb/base/number.h"
 
 namespace strata::fs {
 
@@ -35,8 +36,9 @@ std::vector<std::string_view> Split(std::string_view s, char sep) {
 
 template <class T>
 bool ParseNum(std::string_view s, T& out, int base) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out, base);
-  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  auto n = ParseNumber<T>(s, base);
+  if (n) out = *n;
+  return n.has_value();
 }
 
 // containers/storage's type field: file, dir, symlink, pipe, socket,

@@ -6,11 +6,11 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <chrono>
 #include <thread>
 #include <utility>
 
+#include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
 
 namespace strata::launcher {
@@ -19,15 +19,6 @@ namespace {
 
 constexpr uint64_t kMinMemory = uint64_t{6} << 20;  // docker's minimum
 constexpr uint64_t kMaxPids = 4194304;  // PID_MAX_LIMIT on 64-bit kernels
-
-// Parses all of `s` as a decimal number.
-std::optional<uint64_t> ParseNumber(std::string_view s) {
-  uint64_t n = 0;
-  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
-  if (s.empty() || ec != std::errc() || end != s.data() + s.size())
-    return std::nullopt;
-  return n;
-}
 
 std::vector<std::string> Split(std::string_view s, char sep) {
   std::vector<std::string> out;
@@ -278,7 +269,7 @@ Result<uint64_t> ParseByteSize(std::string_view text) {
   }
   if (!unit.empty() && unit != "b")
     return bad("unknown unit (use k, m, g or t, binary multiples: 64m)");
-  auto n = ParseNumber(text.substr(0, digits));
+  auto n = ParseNumber<uint64_t>(text.substr(0, digits));
   if (!n || *n > (UINT64_MAX >> shift)) return bad("too large");
   return *n << shift;
 }
@@ -295,7 +286,7 @@ Result<ResourceLimits> ParseLimits(const std::string& memory,
     limits.memory_bytes = *n;
   }
   if (!pids.empty()) {
-    auto n = ParseNumber(pids);
+    auto n = ParseNumber<uint64_t>(pids);
     if (!n || *n < 1 || *n > kMaxPids)
       return Error(EINVAL, "run",
                    "--pids " + pids + ": expected a number from 1 to " +
@@ -316,7 +307,7 @@ Result<std::vector<CgroupMembership>> ParseProcCgroup(std::string_view text) {
     std::string_view view = line;
     size_t a = line.find(':');
     size_t b = a == std::string::npos ? a : line.find(':', a + 1);
-    auto id = ParseNumber(view.substr(0, a));
+    auto id = ParseNumber<uint64_t>(view.substr(0, a));
     if (b == std::string::npos || !id || *id > uint64_t{INT32_MAX} ||
         line.size() == b + 1 || line[b + 1] != '/')
       return Error(EINVAL, "parse /proc/self/cgroup", line);

@@ -1,15 +1,17 @@
 #include "tools/launcher/container_user.h"
 
-#include <charconv>
 #include <sstream>
+
+#include "layerdb/base/number.h"
 
 namespace strata::launcher {
 
 namespace {
 
 bool IsNumber(const std::string& s, uint32_t& v) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
+  auto n = ParseNumber<uint32_t>(s);
+  if (n) v = *n;
+  return n.has_value();
 }
 
 std::vector<std::string> Fields(const std::string& line) {

@@ -12,16 +12,12 @@
 #include <sstream>
 #include <vector>
 
+#include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
 
 namespace strata::launcher {
 
 namespace {
-
-bool ParseU64(std::string_view s, uint64_t& v) {
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  return ec == std::errc() && p == s.data() + s.size() && !s.empty();
-}
 
 std::string UserName(uid_t uid) {
   struct passwd pw {};
@@ -91,10 +87,9 @@ std::optional<SubRange> FindSubRange(const std::string& file_text,
     if (a == std::string::npos || b == std::string::npos) continue;
     std::string who = line.substr(0, a);
     if (who != name && who != std::to_string(id)) continue;
-    SubRange r;
-    if (ParseU64(line.substr(a + 1, b - a - 1), r.start) &&
-        ParseU64(line.substr(b + 1), r.count) && r.count > 0)
-      return r;
+    auto start = ParseNumber<uint64_t>(line.substr(a + 1, b - a - 1));
+    auto count = ParseNumber<uint64_t>(line.substr(b + 1));
+    if (start && count && *count > 0) return SubRange{*start, *count};
   }
   return std::nullopt;
 }

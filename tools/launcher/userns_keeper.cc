@@ -13,12 +13,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstdlib>
 #include <string_view>
 
 #include <spdlog/spdlog.h>
 
+#include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
 
 namespace strata::launcher {
@@ -33,17 +33,6 @@ struct KeeperReport {
   int err = 0;
   pid_t pid = -1;
 };
-
-template <typename T>
-std::optional<T> ParseNumber(std::string_view s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
-    s.remove_suffix(1);
-  T v{};
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty())
-    return std::nullopt;
-  return v;
-}
 
 // $STRATA_USERNS_KEEP: seconds a keeper may idle; 0 is off.
 unsigned IdleSeconds() {
@@ -84,8 +73,9 @@ void Tell(int pidfd, int sig) {
 
 std::optional<pid_t> RecordedPid(const std::string& pid_file) {
   auto text = sys::ReadFile(pid_file);
-  if (!text) return std::nullopt;
-  return ParseNumber<pid_t>(*text);
+  if (!text || !text->ends_with('\n')) return std::nullopt;  // as Keep wrote
+  return ParseNumber<pid_t>(
+      std::string_view(*text).substr(0, text->size() - 1));
 }
 
 // The new keeper, between the double fork and the exec: a session of its
