@@ -70,12 +70,13 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   "${S[@]}" rm c3 2>/dev/null || rc=$?
   expect "$who: rm of a running container is refused" 1 "$rc"
   "${S[@]}" rm -f c3
+  expect "$who: ... and nothing of it runs once rm -f returns" "" "$(pids_naming -x 30)"
   wait "$runner" 2>/dev/null || true
   expect "$who: rm -f removes it" c1 "$(ls "$store/containers")"
-  "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 30 & wait' &
+  "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 31 & wait' &
   runner=$!
   BG_PIDS+=("$runner")
-  wait_naming -x 30 # the trap is set before sleep starts
+  wait_naming -x 31 # the trap is set before sleep starts
   kill -TERM "$runner"
   rc=0
   wait "$runner" || rc=$?
@@ -94,6 +95,19 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   done
   expect "$who: SIGTERM during the start: 143 each time" "143 143 143 143 143 " "$statuses"
   expect "$who: ... and --rm leaves nothing" c1 "$(ls "$store/containers")"
+  # The same while PID 1 sets up its handler: a signal it gets before is
+  # dropped by the kernel, and must still end it (not be lost for 28 s).
+  statuses=''
+  for delay in 0.005 0.01 0.015 0.02 0.03; do
+    "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 28 & wait' &
+    runner=$!
+    sleep "$delay"
+    kill -TERM "$runner"
+    rc=0
+    wait "$runner" || rc=$?
+    statuses+="$rc "
+  done
+  expect "$who: SIGTERM as PID 1 sets its trap: 143 each time" "143 143 143 143 143 " "$statuses"
   # The command is PID 1 and has no TERM handler: the kernel would drop the
   # signal, strata does what its default action would.
   "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep

@@ -12,8 +12,10 @@
 #include <ctime>
 #include <thread>
 
+#include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
 #include "tools/launcher/mapped_child.h"
+#include "tools/launcher/pidfd.h"
 
 namespace strata::launcher {
 
@@ -40,6 +42,30 @@ Status RemoveAsMappedRoot(const std::string& dir) {
   return Error(s.error().code(), "rm",
                dir + ": some files belong to ids this user cannot remove (" +
                    s.error().ToString() + ")");
+}
+
+// The container's PID 1: stage A's one child (its clone), or invalid.
+UniqueFd OpenInitOf(pid_t stage_a) {
+  std::string pid = std::to_string(stage_a);
+  auto children = sys::ReadFile("/proc/" + pid + "/task/" + pid + "/children");
+  if (!children) return UniqueFd();
+  std::string_view first(*children);
+  first = first.substr(0, first.find(' '));
+  auto init = ParseNumber<pid_t>(first);
+  return init ? OpenPidfd(*init) : UniqueFd();
+}
+
+// Kills stage A (`strata rm -f`) and waits until nothing of the container
+// runs, as docker's rm -f does. Stage A's death ends PID 1 (its parent-death
+// signal, which the container's own user may be unable to send: PID 1 may
+// run as a subordinate id), and the kernel makes PID 1's exit wait until the
+// rest of its PID namespace is gone; so PID 1's end is the container's.
+void KillContainer(pid_t stage_a) {
+  UniqueFd init = OpenInitOf(stage_a);
+  ::kill(stage_a, SIGKILL);
+  for (int i = 0; i < 100 && Alive(stage_a); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (init.valid()) (void)HasExited(init.get(), 5000);
 }
 
 }  // namespace
@@ -134,9 +160,7 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
       return Error(EBUSY, "rm",
                    "container " + id +
                        " is running (stop it, or strata rm -f " + id + ")");
-    ::kill(it->pid, SIGKILL);
-    for (int i = 0; i < 100 && Alive(it->pid); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    KillContainer(it->pid);
   }
   return RemoveEndedContainer(store_root, id);
 }

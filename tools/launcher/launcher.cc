@@ -12,7 +12,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,9 +41,6 @@ constexpr int kSetupFailed = 125;  // docker's status for "could not start"
 constexpr int kForwarded[] = {SIGINT,  SIGTERM, SIGHUP,   SIGQUIT,
                               SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
 volatile sig_atomic_t g_forward_to = 0;
-// Signals forwarded since the waiting loop last looked (a bit per signal;
-// lock-free, so async-signal-safe).
-std::atomic<int> g_forwarded{0};
 
 sigset_t ForwardedSet() {
   sigset_t set;
@@ -56,16 +52,13 @@ sigset_t ForwardedSet() {
 
 void Forward(int sig) {
   if (g_forward_to > 0) ::kill(g_forward_to, sig);
-  g_forwarded.fetch_or(1 << sig);
 }
 
-// `interrupt`: waitpid returns EINTR after a forwarded signal, so that the
-// waiting loop can act on it (see EmulateDefaultAction).
-void ForwardSignalsTo(pid_t pid, bool interrupt = false) {
+void ForwardSignalsTo(pid_t pid) {
   g_forward_to = pid;
   struct sigaction sa {};
   sa.sa_handler = Forward;
-  sa.sa_flags = interrupt ? 0 : SA_RESTART;
+  sa.sa_flags = SA_RESTART;
   ::sigemptyset(&sa.sa_mask);
   for (int sig : kForwarded)
     ::sigaction(sig, &sa, nullptr);
@@ -91,18 +84,19 @@ bool TerminatesByDefault(int sig) {
 
 // The kernel drops signals to a PID namespace's init that it has no handler
 // for, so a command that is PID 1 (docker's default) would ignore SIGTERM it
-// never asked to ignore. Do what the default action would have done: when
-// the command neither catches, blocks nor ignores the signal, kill it, and
-// report the signal as its cause of death. Returns that signal, or 0.
-int EmulateDefaultAction(pid_t init) {
-  int pending = g_forwarded.exchange(0);
+// never asked to ignore. Do what the default action would do: when the
+// command neither catches, blocks nor ignores the signal, kill it, and report
+// the signal as its cause of death (returned; 0 when the signal was passed
+// on). The check comes before the kill, not after: a signal sent while the
+// command had no handler yet is dropped, and a handler installed before a
+// later check would hide that it was lost.
+int DeliverToInit(pid_t init, int sig) {
   uint64_t handled = HandledSignals(init);
-  for (int sig : kForwarded) {
-    if ((pending & (1 << sig)) == 0 || !TerminatesByDefault(sig)) continue;
-    if ((handled & (uint64_t{1} << (sig - 1))) != 0) continue;
+  if (TerminatesByDefault(sig) && (handled & (uint64_t{1} << (sig - 1))) == 0) {
     ::kill(init, SIGKILL);
     return sig;
   }
+  ::kill(init, sig);
   return 0;
 }
 
@@ -122,21 +116,33 @@ int WaitFor(pid_t pid) {
   }
 }
 
-// Stage A's wait for the container's PID 1, emulating default signal
-// actions for it (EmulateDefaultAction).
-int WaitForInit(pid_t init) {
+// The signals stage A waits for once the container runs: the forwarded
+// ones and SIGCHLD. Blocked, so that they stay pending until it looks: none
+// is lost between two looks, and the FUSE threads started afterwards
+// inherit the mask and never take one.
+sigset_t InitWatchSet() {
+  sigset_t set = ForwardedSet();
+  ::sigaddset(&set, SIGCHLD);
+  return set;
+}
+
+// Stage A's wait for the container's PID 1, passing signals on to it
+// (DeliverToInit). `watched` (InitWatchSet) is blocked.
+int WaitForInit(pid_t init, const sigset_t& watched) {
   int killed_by = 0;
   while (true) {
     int ws = 0;
-    pid_t got = ::waitpid(init, &ws, 0);
+    pid_t got = ::waitpid(init, &ws, WNOHANG);
     if (got == init) {
       bool emulated =
           killed_by != 0 && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL;
       return emulated ? 128 + killed_by : StatusOf(ws);
     }
     if (got < 0 && errno != EINTR) return kSetupFailed;
-    if (int sig = EmulateDefaultAction(init); sig != 0 && killed_by == 0)
-      killed_by = sig;
+    int sig = ::sigwaitinfo(&watched, nullptr);
+    if (sig <= 0 || sig == SIGCHLD) continue;
+    if (int k = DeliverToInit(init, sig); k != 0 && killed_by == 0)
+      killed_by = k;
   }
 }
 
@@ -350,9 +356,12 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   UniqueFd container_mounts(
       ::open(("/proc/" + std::to_string(init) + "/ns/mnt").c_str(),
              O_RDONLY | O_CLOEXEC));
+  // Until here a signal ends stage A by its default action, which
+  // `strata run` reports as the container's status.
+  const sigset_t watched = InitWatchSet();
+  ::sigprocmask(SIG_BLOCK, &watched, nullptr);
   (*mount)->Start();
-  ForwardSignalsTo(init, /*interrupt=*/true);
-  int status = WaitForInit(init);
+  int status = WaitForInit(init, watched);
   // Every process of the container is gone and its writes are done (FUSE
   // writes are synchronous). Exiting closes /dev/fuse, which aborts the
   // connection, and ends this mount namespace with the mount in it: no

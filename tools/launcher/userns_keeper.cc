@@ -1,13 +1,11 @@
 #include "tools/launcher/userns_keeper.h"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,6 +18,7 @@
 
 #include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
+#include "tools/launcher/pidfd.h"
 
 namespace strata::launcher {
 
@@ -56,19 +55,10 @@ bool IsPrivateDir(const std::string& dir) {
          st.st_uid == ::getuid() && (st.st_mode & 077) == 0;
 }
 
-int PidfdOpen(pid_t pid) {
-  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
-// Not exited: a pidfd is readable once its process has (a zombie too,
-// whose /proc/PID/ns/user still opens: the namespace is in its creds).
+// Not exited: a zombie's /proc/PID/ns/user still opens (the namespace is
+// in its creds), so the pidfd is asked, not /proc.
 bool StillRunning(int pidfd) {
-  struct pollfd p = {pidfd, POLLIN, 0};
-  return ::poll(&p, 1, 0) == 0;
-}
-
-void Tell(int pidfd, int sig) {
-  (void)::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0);
+  return !HasExited(pidfd);
 }
 
 std::optional<pid_t> RecordedPid(const std::string& pid_file) {
@@ -152,7 +142,7 @@ std::optional<UniqueFd> JoinKeeper(const KeeperPlace& place,
   // The pidfd pins the process: if it is still running after the checks,
   // the namespace opened through /proc/PID is the keeper's, not that of a
   // process that got its pid since.
-  UniqueFd pidfd(PidfdOpen(*pid));
+  UniqueFd pidfd = OpenPidfd(*pid);
   if (!pidfd.valid()) return std::nullopt;
   std::string proc = "/proc/" + std::to_string(*pid);
   auto comm = sys::ReadFile(proc + "/comm");
@@ -164,7 +154,7 @@ std::optional<UniqueFd> JoinKeeper(const KeeperPlace& place,
         "userns keeper {}: its id maps are not /etc/sub[ug]id's; "
         "replacing it",
         *pid);
-    Tell(pidfd.get(), SIGTERM);
+    SignalPidfd(pidfd.get(), SIGTERM);
     return std::nullopt;
   }
   if (!StillRunning(pidfd.get())) return std::nullopt;
