@@ -39,10 +39,21 @@ void ReplyStatus(fuse_req_t req, const Status& s) {
   fuse_reply_err(req, 0);
 }
 
+// Attributes as the kernel may cache them: without suid and sgid while
+// passed-through writes may remove them (fs/backing_files.h).
+const struct stat& Shown(fuse_req_t req, uint64_t nodeid, struct stat& st) {
+  DaemonContext& ctx = Ctx(req);
+  if (ctx.passthrough && S_ISREG(st.st_mode) &&
+      ctx.backing->HidesPrivileges(nodeid))
+    st.st_mode &= ~(S_ISUID | S_ISGID);
+  return st;
+}
+
 fuse_entry_param Entry(fuse_req_t req, const EntryOut& e) {
   fuse_entry_param p{};
   p.ino = e.nodeid;
   p.attr = e.st;
+  Shown(req, e.nodeid, p.attr);
   p.attr_timeout = Ctx(req).timeout;
   p.entry_timeout = Ctx(req).timeout;
   return p;
@@ -107,7 +118,14 @@ void Init(void* userdata, fuse_conn_info* conn) {
   // Our fds are readable and never O_APPEND (HostFlags): the kernel
   // reads pages it writes partially and places appends (and writes back
   // pages) at offsets it chose.
-  want(FUSE_CAP_WRITEBACK_CACHE);
+  // Passthrough, where the kernel offers it and lets us register backing
+  // files (fs/backing_files.h), excludes the writeback cache; it makes it
+  // needless for the upper's files, where the writes go.
+  ctx->passthrough = ctx->backing && wire::PassthroughOffered();
+  if (ctx->passthrough)
+    wire::WantPassthrough();
+  else
+    want(FUSE_CAP_WRITEBACK_CACHE);
   ctx->writeback = (conn->want & FUSE_CAP_WRITEBACK_CACHE) != 0;
   ctx->fs->set_kernel_keeps_times(ctx->writeback);
   if (ctx->posix_acl) want(FUSE_CAP_POSIX_ACL);
@@ -161,14 +179,20 @@ auto InGroupOf(fuse_req_t req) {
 void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   auto r = Fs(req).GetAttr(ino);
   if (!r) return ReplyError(req, r.error());
-  fuse_reply_attr(req, &*r, Ctx(req).timeout);
+  fuse_reply_attr(req, &Shown(req, ino, *r), Ctx(req).timeout);
 }
 
 void SetAttr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set,
              fuse_file_info* fi) {
+  // Before the chmod: no reply may show privileges that a passed-through
+  // write could then remove unseen (fs/backing_files.h).
+  DaemonContext& ctx = Ctx(req);
+  if (ctx.passthrough && (to_set & FUSE_SET_ATTR_MODE) &&
+      (attr->st_mode & (S_ISUID | S_ISGID)))
+    ctx.backing->PrivilegesAdded(ino);
   auto r = Fs(req).SetAttr(ino, *attr, to_set, FileOf(fi), InGroupOf(req));
   if (!r) return ReplyError(req, r.error());
-  fuse_reply_attr(req, &*r, Ctx(req).timeout);
+  fuse_reply_attr(req, &Shown(req, ino, *r), ctx.timeout);
 }
 
 void ReadLink(fuse_req_t req, fuse_ino_t ino) {
@@ -257,6 +281,29 @@ int HostFlags(fuse_req_t req, int flags) {
   return flags & ~O_APPEND;
 }
 
+bool IsWriter(const OpenFile& file) {
+  return (file.flags & O_ACCMODE) != O_RDONLY;
+}
+
+// The backing file for an open that `file` serves (wire::AnswerWithBacking
+// sends it with the reply), when the session passes files through.
+void ChooseBacking(fuse_req_t req, uint64_t nodeid, OpenFile& file) {
+  DaemonContext& ctx = Ctx(req);
+  if (!ctx.passthrough) return;
+  bool upper = !file.lower && file.fd.valid();
+  bool privileged = upper && ctx.fs->HasPrivs(file);
+  file.backing_id = ctx.backing->Open(nodeid, upper ? file.fd.get() : -1,
+                                      IsWriter(file), privileged);
+  if (file.backing_id != 0) wire::AnswerWithBacking(file.backing_id);
+}
+
+// The end of an open's use of its backing file (`ctx` is the session's).
+void ReleaseBacking(DaemonContext& ctx, uint64_t nodeid, OpenFile& file) {
+  if (!ctx.passthrough) return;
+  if (ctx.backing->Release(nodeid, file.backing_id, IsWriter(file)))
+    fuse_lowlevel_notify_inval_inode(ctx.se, nodeid, -1, 0);  // attributes
+}
+
 void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
   fi->fh = reinterpret_cast<uint64_t>(&file);
   // The lower tree never changes and we are the only writer of the upper:
@@ -286,15 +333,18 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   }
   OpenFile* file = r->release();
   SetOpenFlags(req, fi, *file);
+  ChooseBacking(req, ino, *file);
   // Taken before the reply, which frees `req`; a RELEASE may then free
   // `file` too.
-  fuse_session* se = Ctx(req).se;
+  DaemonContext& ctx = Ctx(req);
   UnionFs& fs = Fs(req);
   auto prefetch = fs.PrefetchSource(ino, *file);
   if (fuse_reply_open(req, fi) != 0) {
+    ReleaseBacking(ctx, ino, *file);
     delete file;
     return;
   }
+  fuse_session* se = ctx.se;
   if (prefetch) Prefetch(fs, se, ino, *prefetch);
 }
 
@@ -305,9 +355,13 @@ void Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode,
   if (!r) return ReplyError(req, r.error());
   OpenFile* file = r->second.release();
   SetOpenFlags(req, fi, *file);
+  uint64_t nodeid = r->first.nodeid;
+  ChooseBacking(req, nodeid, *file);
+  DaemonContext& ctx = Ctx(req);
   fuse_entry_param p = Entry(req, r->first);
   if (fuse_reply_create(req, &p, fi) != 0) {
-    Fs(req).Forget(r->first.nodeid, 1);
+    ctx.fs->Forget(nodeid, 1);
+    ReleaseBacking(ctx, nodeid, *file);
     delete file;
   }
 }
@@ -367,8 +421,10 @@ void Flush(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   fuse_reply_err(req, ENOSYS);
 }
 
-void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
-  delete FileOf(fi);
+void Release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  OpenFile* file = FileOf(fi);
+  ReleaseBacking(Ctx(req), ino, *file);
+  delete file;
   fuse_reply_err(req, 0);
 }
 

@@ -19,6 +19,16 @@
 //    FUSE_SET_ATTR_KILL_SUID (the same bit).
 // The kernel sets these flags only for callers without CAP_FSETID.
 //
+// FUSE passthrough (FUSE_PASSTHROUGH, protocol 7.40, Linux 6.9) is newer
+// than libfuse 3.14 too, and done here the same way:
+//  - the INIT request says whether the kernel offers it
+//    (PassthroughOffered); when the session wants it (WantPassthrough,
+//    from the init callback) the INIT reply gets the flag and a stack depth
+//    of 1 (our backing files are on ordinary filesystems);
+//  - an OPEN or CREATE reply gets FOPEN_PASSTHROUGH and a backing id when
+//    the thread that answers it said so (AnswerWithBacking; see
+//    fs/backing_files.h for the ids).
+//
 // Thread-safety: the hooks run on libfuse's worker threads concurrently.
 
 #include <sys/types.h>
@@ -35,5 +45,15 @@ ssize_t SpliceSend(int fdin, off_t* offin, int fdout, off_t* offout, size_t len,
 // True while this thread processes a WRITE, OPEN or CREATE whose caller
 // lacks CAP_FSETID, on a mount that negotiated FUSE_HANDLE_KILLPRIV_V2.
 bool RequestKillsPrivs();
+
+// Whether the kernel's INIT offered FUSE_PASSTHROUGH.
+bool PassthroughOffered();
+
+// From the init callback: answer INIT with FUSE_PASSTHROUGH.
+void WantPassthrough();
+
+// The OPEN or CREATE this thread answers next uses backing file
+// `backing_id` (registered with FUSE_DEV_IOC_BACKING_OPEN).
+void AnswerWithBacking(int backing_id);
 
 }  // namespace strata::fs::wire

@@ -124,6 +124,28 @@ Status UnionFs::KillPrivs(OpenFile& file,
   return KillPrivsLocked(node, UpperPath(node), file.fd.get(), caller_in_group);
 }
 
+bool UnionFs::HasPrivs(OpenFile& file) {
+  Inode& node = *file.node;
+  if (node.privs_clear.load(std::memory_order_relaxed)) return false;
+  if (file.lower || !file.fd.valid()) return true;
+  // Shared: SetMode and SetXattr clear privs_clear under the unique lock.
+  std::shared_lock lock(ns_mutex_);
+  mode_t mode = 0;
+  if (node.override) {
+    mode = node.override->mode;
+  } else {
+    auto st = host::StatFd(file.fd.get());
+    if (!st) return true;
+    mode = st->st_mode;
+  }
+  if (mode & (S_ISUID | S_ISGID)) return true;
+  if (::fgetxattr(file.fd.get(), kCapabilityXattr, nullptr, 0) >= 0 ||
+      (errno != ENODATA && errno != ENOTSUP))
+    return true;
+  node.privs_clear = true;
+  return false;
+}
+
 Status UnionFs::SetTimes(Inode& node, const std::string& path,
                          const struct timespec times[2]) {
   if (!kernel_keeps_times_ || !node.is_reg()) return host::Utimens(path, times);

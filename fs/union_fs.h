@@ -79,6 +79,7 @@ struct OpenFile {
   int flags = 0;
   std::mutex reopen_mutex;  // guards fd, lower, generation after open
   std::vector<UniqueFd> retired;
+  int backing_id = 0;  // the session's passthrough (fs/backing_files.h)
 };
 
 // A lower file's content to push into the kernel's page cache on open (see
@@ -171,6 +172,9 @@ class UnionFs {
   // write, truncate or O_TRUNC open by a caller without CAP_FSETID. Free
   // once the inode is known to have none of them.
   Status KillPrivs(OpenFile& file, FunctionRef<bool(gid_t)> caller_in_group);
+  // Whether an open upper file has suid, sgid or security.capability (true
+  // when that cannot be told). Free once the inode is known to have none.
+  bool HasPrivs(OpenFile& file);
 
   // Fills from `offset`: `fn(name, st_ino, type, next_offset)` until it
   // returns false. Offsets 1 and 2 are "." and "..". There is no opendir:

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# fs_passthrough_test: FUSE passthrough of the upper's files (fs/backing_files.h), on
+# strata-overlay as root:
+#   - writes to and reads of an upper file never reach the daemon (its /proc/PID/io
+#     counts), and with STRATA_PASSTHROUGH=0 they do (the check can fail);
+#   - a lower file held open for reading while it is copied up: the reader follows the
+#     copy-up, the writer's data lands, and the inode is passed through once both close;
+#   - a MAP_SHARED write to an upper file lands in the upper;
+#   - privileges: suid set while the file is open for writing shows once it is closed,
+#     unless it was written after the chmod (the write removes it, as the kernel does
+#     for a writer without CAP_FSETID).
+# Needs root (CAP_SYS_ADMIN for backing files), /dev/fuse and Linux 6.9 (passthrough).
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+
+need_root "FUSE passthrough needs CAP_SYS_ADMIN"
+[[ -c /dev/fuse ]] || skip "needs /dev/fuse"
+need_tools python3 mountpoint dd
+need_overlay_bin
+IFS=. read -r kmajor kminor _ <<<"$(uname -r)"
+((kmajor > 6 || (kmajor == 6 && kminor >= 9))) || skip "FUSE passthrough needs Linux 6.9"
+start=$EPOCHREALTIME
+setup_work
+L=$STORES/lower M=$STORES/m
+mkdir -p "$L" "$STORES"/{u,w} "$M"
+dd if=/dev/urandom of="$L/lowerfile" bs=1M count=4 status=none
+echo lower >"$L/small"
+
+DAEMON=
+start_strata() {
+  env "$@" "$OVERLAY" -f -o "lowerdir=$L,upperdir=$STORES/u,workdir=$STORES/w" "$M" \
+    2>>"$WORK/err" &
+  DAEMON=$!
+  BG_PIDS+=("$DAEMON")
+  local i
+  for ((i = 0; i < 100; i++)); do
+    mountpoint -q "$M" && return 0
+    sleep 0.05
+  done
+  fail "strata-overlay did not mount: $(cat "$WORK/err")"
+}
+stop_strata() {
+  umount "$M" || fail "umount $M"
+  wait "$DAEMON" 2>/dev/null || true
+}
+# io FIELD: the daemon's /proc/PID/io FIELD (rchar, wchar: bytes through its syscalls).
+io() { awk -v f="$1:" '$1 == f { print $2 }' "/proc/$DAEMON/io"; }
+# daemon_bytes CMD...: MiB the daemon read plus wrote while CMD ran.
+daemon_bytes() {
+  local before after
+  before=$(($(io rchar) + $(io wchar)))
+  "$@" >/dev/null
+  after=$(($(io rchar) + $(io wchar)))
+  echo $(((after - before) >> 20))
+}
+# small N: "yes" when N (MiB) is under 4, else N.
+small() { if (($1 < 4)); then echo yes; else echo "$1"; fi; }
+
+# --- the daemon is out of the data path
+start_strata
+written=$(daemon_bytes dd if=/dev/zero of="$M/new" bs=1M count=64 conv=fsync status=none)
+expect "64 MiB written to a new file: the daemon moved under 4 MiB" yes "$(small "$written")"
+read_back=$(daemon_bytes cat "$M/new")
+expect "... and read back: under 4 MiB" yes "$(small "$read_back")"
+expect "... and the upper has it" 67108864 "$(stat -c %s "$STORES/u/new")"
+stop_strata
+rm -f "$STORES/u/new"
+start_strata STRATA_PASSTHROUGH=0
+written=$(daemon_bytes dd if=/dev/zero of="$M/new" bs=1M count=64 conv=fsync status=none)
+expect "STRATA_PASSTHROUGH=0: the daemon moves the data (the check can fail)" yes \
+  "$( ((written >= 64)) && echo yes || echo "$written MiB")"
+stop_strata
+rm -f "$STORES/u/new"
+
+# --- cached and passed-through opens of one inode
+start_strata
+out=$(
+  python3 - "$M" "$L" <<'PYEOF'
+import mmap, os, sys
+m, l = sys.argv[1], sys.argv[2]
+p = os.path.join(m, "lowerfile")
+r = os.open(p, os.O_RDONLY)                 # cached: it reads the lower
+first = os.pread(r, 4, 0)
+w = os.open(p, os.O_RDWR)                   # copy-up, beside a cached open
+os.pwrite(w, b"NEW!", 0)
+seen = os.pread(r, 4, 0)                    # the reader follows the copy-up
+w2 = os.open(p, os.O_RDWR)                  # still beside the cached reader
+os.pwrite(w2, b"TWO!", 8)
+for fd in (r, w, w2):
+    os.close(fd)
+w3 = os.open(p, os.O_RDWR)                  # alone now: passed through
+os.pwrite(w3, b"3333", 16)
+with open(p, "rb") as f:
+    data = f.read(20)
+os.close(w3)
+n = os.path.join(m, "mapped")
+with open(n, "wb") as f:
+    f.write(b"\0" * 8192)
+fd = os.open(n, os.O_RDWR)
+mp = mmap.mmap(fd, 8192, mmap.MAP_SHARED)
+mp[4096:4100] = b"MMAP"
+mp.flush()
+mp.close()
+os.close(fd)
+print(first == open(os.path.join(l, "lowerfile"), "rb").read(4), seen, data[:4], data[8:12], data[16:20])
+PYEOF
+)
+expect "a reader, two writers, then one alone" "True b'NEW!' b'NEW!' b'TWO!' b'3333'" "$out"
+expect "... in the upper" "NEW!TWO!3333" "$(python3 -c 'import sys; d = open(sys.argv[1], "rb").read(20); print((d[:4] + d[8:12] + d[16:]).decode())' "$STORES/u/lowerfile")"
+expect "a MAP_SHARED write lands in the upper" MMAP "$(dd if="$STORES/u/mapped" bs=1 skip=4096 count=4 status=none)"
+
+# --- privileges set while the file is open for writing
+cp /bin/id "$M/kept"
+cp /bin/id "$M/written"
+exec 3>>"$M/kept" 4>>"$M/written"
+chmod 4755 "$M/kept" "$M/written"
+hidden=$(stat -c %a "$M/kept")
+echo more >&4
+exec 3>&- 4>&-
+sleep 0.2 # the RELEASEs are asynchronous
+expect "suid set while open for writing: hidden until the close" 755 "$hidden"
+expect "... then shown (not written since)" 4755 "$(stat -c %a "$M/kept")"
+expect "... removed by a write after the chmod" 755 "$(stat -c %a "$M/written")"
+expect "... also in the upper" "4755 755" "$(stat -c %a "$STORES/u/kept") $(stat -c %a "$STORES/u/written")"
+stop_strata
+expect "the upper after the unmount" "4755 755" "$(stat -c %a "$STORES/u/kept") $(stat -c %a "$STORES/u/written")"
+finish "$start"
