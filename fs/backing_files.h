@@ -6,13 +6,14 @@
 // this class registers the backing files (FUSE_DEV_IOC_BACKING_OPEN) and
 // counts who uses them.
 //
-// Only the upper's files are passed through. The kernel requires every
+// The upper's files are passed through, and on a read-only mount (no upper:
+// nothing is ever copied up) the lower's. The kernel requires every
 // open of an inode to use the one backing file while any is open, and no
 // cached open beside a passthrough one (nor the reverse: the open fails
 // with EIO). A lower file opened read-only must follow a later copy-up to
 // the upper (kernel overlayfs does; UnionFs::ReadFd), which a lower backing
 // could not; an upper file's data stays in one host file for good. So:
-//  - an open that reads the lower is cached;
+//  - an open that reads the lower of a writable union is cached;
 //  - an upper open is passed through, with the inode's backing file if it
 //    has one, unless the inode is open cached (a file opened before its
 //    copy-up still is): then it is cached too, until those are released.

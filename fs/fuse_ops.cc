@@ -290,9 +290,12 @@ bool IsWriter(const OpenFile& file) {
 void ChooseBacking(fuse_req_t req, uint64_t nodeid, OpenFile& file) {
   DaemonContext& ctx = Ctx(req);
   if (!ctx.passthrough) return;
+  // A lower file too where nothing is ever copied up (a read-only mount):
+  // none of its readers has a copy-up to follow.
   bool upper = !file.lower && file.fd.valid();
+  bool fixed = upper || (ctx.fs->read_only() && file.fd.valid());
   bool privileged = upper && ctx.fs->HasPrivs(file);
-  file.backing_id = ctx.backing->Open(nodeid, upper ? file.fd.get() : -1,
+  file.backing_id = ctx.backing->Open(nodeid, fixed ? file.fd.get() : -1,
                                       IsWriter(file), privileged);
   if (file.backing_id != 0) wire::AnswerWithBacking(file.backing_id);
 }
@@ -338,7 +341,9 @@ void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   // `file` too.
   DaemonContext& ctx = Ctx(req);
   UnionFs& fs = Fs(req);
-  auto prefetch = fs.PrefetchSource(ino, *file);
+  // Not into a page cache that a passed-through file does not use.
+  auto prefetch =
+      file->backing_id == 0 ? fs.PrefetchSource(ino, *file) : std::nullopt;
   if (fuse_reply_open(req, fi) != 0) {
     ReleaseBacking(ctx, ino, *file);
     delete file;

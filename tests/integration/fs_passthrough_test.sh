@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # fs_passthrough_test: FUSE passthrough of the upper's files (fs/backing_files.h), on
 # strata-overlay as root:
-#   - writes to and reads of an upper file never reach the daemon (its /proc/PID/io
-#     counts), and with STRATA_PASSTHROUGH=0 they do (the check can fail);
+#   - writes to an upper file never reach the daemon (its /proc/PID/io counts), nor do
+#     reads (no FUSE_READ: ftrace's fuse_request_send, where tracefs is at hand); with
+#     STRATA_PASSTHROUGH=0 they do (the checks can fail);
+#   - on a read-only mount, reads of lower files are passed through too;
 #   - a lower file held open for reading while it is copied up: the reader follows the
 #     copy-up, the writer's data lands, and the inode is passed through once both close;
 #   - a MAP_SHARED write to an upper file lands in the upper;
@@ -55,13 +57,37 @@ daemon_bytes() {
 }
 # small N: "yes" when N (MiB) is under 4, else N.
 small() { if (($1 < 4)); then echo yes; else echo "$1"; fi; }
+TRACE=/sys/kernel/tracing
+EVENT=$TRACE/events/fuse/fuse_request_send
+[[ -w $EVENT/enable ]] || note "no tracefs with fuse events: the FUSE_READ counts are not checked"
+# reads CMD...: the FUSE_READ requests the mount at $M got while CMD ran ("-" without
+# tracefs).
+reads() {
+  if [[ ! -w $EVENT/enable ]]; then
+    "$@" >/dev/null
+    echo -
+    return
+  fi
+  local major minor
+  IFS=: read -r major minor <<<"$(mountpoint -d "$M")"
+  echo "connection == $(((major << 20) | minor)) && opcode == 15" >"$EVENT/filter"
+  echo >"$TRACE/trace"
+  echo 1 >"$EVENT/enable"
+  echo 1 >"$TRACE/tracing_on"
+  "$@" >/dev/null
+  echo 0 >"$EVENT/enable"
+  echo 0 >"$EVENT/filter"
+  grep -c 'fuse_request_send:' "$TRACE/trace"
+}
+# none N: "none" when N is 0 or "-" (not counted), else N.
+none() { if [[ $1 == 0 || $1 == - ]]; then echo none; else echo "$1"; fi; }
 
 # --- the daemon is out of the data path
 start_strata
 written=$(daemon_bytes dd if=/dev/zero of="$M/new" bs=1M count=64 conv=fsync status=none)
 expect "64 MiB written to a new file: the daemon moved under 4 MiB" yes "$(small "$written")"
-read_back=$(daemon_bytes cat "$M/new")
-expect "... and read back: under 4 MiB" yes "$(small "$read_back")"
+echo 3 >/proc/sys/vm/drop_caches
+expect "... and read back: no FUSE_READ" none "$(none "$(reads cat "$M/new")")"
 expect "... and the upper has it" 67108864 "$(stat -c %s "$STORES/u/new")"
 stop_strata
 rm -f "$STORES/u/new"
@@ -69,8 +95,24 @@ start_strata STRATA_PASSTHROUGH=0
 written=$(daemon_bytes dd if=/dev/zero of="$M/new" bs=1M count=64 conv=fsync status=none)
 expect "STRATA_PASSTHROUGH=0: the daemon moves the data (the check can fail)" yes \
   "$( ((written >= 64)) && echo yes || echo "$written MiB")"
+echo 3 >/proc/sys/vm/drop_caches
+n=$(reads cat "$M/new")
+expect "... and gets FUSE_READs" yes "$([[ $n == - || $n -gt 0 ]] && echo yes || echo "$n")"
 stop_strata
 rm -f "$STORES/u/new"
+
+# --- a read-only mount passes the lower's files through
+"$OVERLAY" -f -o "lowerdir=$L" "$M" 2>>"$WORK/err" &
+DAEMON=$!
+BG_PIDS+=("$DAEMON")
+for ((i = 0; i < 100; i++)); do
+  mountpoint -q "$M" && break
+  sleep 0.05
+done
+echo 3 >/proc/sys/vm/drop_caches
+expect "a read-only mount: a lower file read with no FUSE_READ" none "$(none "$(reads cat "$M/lowerfile")")"
+expect "... and its content" "$(md5sum <"$L/lowerfile")" "$(md5sum <"$M/lowerfile")"
+stop_strata
 
 # --- cached and passed-through opens of one inode
 start_strata
