@@ -64,6 +64,9 @@ Result<std::pair<EntryOut, std::unique_ptr<OpenFile>>> UnionFs::CreateFile(
   file->flags = flags;
   file->fd = std::move(fd);
   file->generation = file->node->data_generation.load();
+  // New: no capability, and suid or sgid only if asked (see HasPrivs).
+  if ((entry.st.st_mode & (S_ISUID | S_ISGID)) == 0)
+    file->node->privs_clear = true;
   return std::make_pair(entry, std::move(file));
 }
 
