@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -320,9 +321,26 @@ void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
   if ((fi->flags & O_DIRECT) && !Ctx(req).writeback) fi->direct_io = 1;
 }
 
+// A write open of a lower file copies its data up, and its passed-through
+// open then makes the kernel drop the file's page cache (passthrough takes
+// no FOPEN_KEEP_CACHE): for a 1 GiB file read before, half as long again as
+// the copy. Dropped meanwhile instead, on another thread. Not under O_TRUNC,
+// whose open holds the inode lock that the dropping would wait for.
+std::jthread DropPagesDuringCopyUp(fuse_req_t req, fuse_ino_t ino, int flags) {
+  DaemonContext& ctx = Ctx(req);
+  if (!ctx.passthrough || (flags & O_ACCMODE) == O_RDONLY ||
+      (flags & O_TRUNC) || !ctx.fs->CopiesDataOnWrite(ino))
+    return {};
+  return std::jthread([se = ctx.se, ino] {
+    fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);  // all of its pages
+  });
+}
+
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int flags = HostFlags(req, fi->flags);
+  std::jthread dropping = DropPagesDuringCopyUp(req, ino, flags);
   auto r = Fs(req).Open(ino, flags);
+  if (dropping.joinable()) dropping.join();
   // A daemon without CAP_DAC_OVERRIDE cannot read a file its owner may not
   // read: write-only then (a partial write into a page the kernel has not
   // cached then fails with EIO: it cannot read the rest of the page).

@@ -50,6 +50,13 @@ Result<std::unique_ptr<OpenFile>> UnionFs::Open(uint64_t nodeid, int flags) {
   return file;
 }
 
+bool UnionFs::CopiesDataOnWrite(uint64_t nodeid) {
+  auto node = table_->GetShared(nodeid);
+  if (!node || read_only() || !node->is_reg()) return false;
+  std::shared_lock lock(ns_mutex_);
+  return !node->has_upper || node->metacopy;
+}
+
 Result<std::pair<EntryOut, std::unique_ptr<OpenFile>>> UnionFs::CreateFile(
     uint64_t parent, std::string_view name, mode_t mode, int flags,
     const Caller& caller) {
