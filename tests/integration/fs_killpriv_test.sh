@@ -40,11 +40,7 @@ setcap cap_net_raw+ep "$L/w-cap" || fail "setcap on the lower file failed"
 "$OVERLAY" -f -o "lowerdir=$L,upperdir=$STORES/su,workdir=$STORES/sw" "$STORES/sm" \
   2>"$WORK/err" &
 BG_PIDS+=("$!")
-for ((i = 0; i < 100; i++)); do
-  mountpoint -q "$STORES/sm" && break
-  sleep 0.05
-done
-mountpoint -q "$STORES/sm" || fail "strata-overlay did not mount: $(cat "$WORK/err")"
+wait_mounted "$STORES/sm" "$WORK/err"
 mount -t overlay overlay -o "lowerdir=$L,upperdir=$STORES/ku,workdir=$STORES/kw" \
   "$STORES/km" || fail "kernel overlayfs did not mount"
 

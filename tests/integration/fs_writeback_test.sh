@@ -105,12 +105,7 @@ start_strata() {
   "$OVERLAY" -f -o "lowerdir=$L,upperdir=$STORES/su,workdir=$STORES/sw" "$STORES/sm" \
     2>>"$WORK/err" &
   BG_PIDS+=("$!")
-  local i
-  for ((i = 0; i < 100; i++)); do
-    mountpoint -q "$STORES/sm" && return 0
-    sleep 0.05
-  done
-  fail "strata-overlay did not mount: $(cat "$WORK/err")"
+  wait_mounted "$STORES/sm" "$WORK/err"
 }
 start_strata
 mount -t overlay overlay -o "lowerdir=$L,upperdir=$STORES/ku,workdir=$STORES/kw" \

@@ -154,6 +154,17 @@ wait_naming() {
   return 1
 }
 
+# wait_mounted MNT ERRFILE: wait up to 5 s until MNT is a mount point; else fail, with
+# what ERRFILE (the daemon's stderr) says.
+wait_mounted() {
+  local i
+  for ((i = 0; i < 100; i++)); do
+    mountpoint -q "$1" && return 0
+    sleep 0.05
+  done
+  fail "$1 did not mount: $(cat "$2" 2>/dev/null)"
+}
+
 # running PID: PID is a live process (not gone, not a zombie).
 running() {
   local stat

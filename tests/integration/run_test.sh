@@ -15,6 +15,23 @@ fixture make-busybox-image "$WORK/bb" >/dev/null
 
 start=$EPOCHREALTIME
 
+# term_statuses DELAYS CMD...: for each of DELAYS (seconds), `strata run --rm bb CMD`
+# through the caller's S, sent a SIGTERM after that delay; its exit statuses, each
+# followed by a space.
+term_statuses() {
+  local delay runner rc statuses=''
+  for delay in $1; do
+    "${S[@]}" run --rm bb "${@:2}" &
+    runner=$!
+    sleep "$delay"
+    kill -TERM "$runner"
+    rc=0
+    wait "$runner" || rc=$?
+    statuses+="$rc "
+  done
+  echo "$statuses"
+}
+
 suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix command)
   local who=$1 store=$2
   shift 2
@@ -83,31 +100,13 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: SIGTERM to strata run reaches the command" 143 "$rc"
   # A SIGTERM at any moment of the start ends it with 143, and --rm still
   # removes the container.
-  local statuses=''
-  for delay in 0 0.003 0.01 0.02 0.04; do
-    "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 29' &
-    runner=$!
-    sleep "$delay"
-    kill -TERM "$runner"
-    rc=0
-    wait "$runner" || rc=$?
-    statuses+="$rc "
-  done
-  expect "$who: SIGTERM during the start: 143 each time" "143 143 143 143 143 " "$statuses"
+  expect "$who: SIGTERM during the start: 143 each time" "143 143 143 143 143 " \
+    "$(term_statuses "0 0.003 0.01 0.02 0.04" /bin/sh -c 'exec sleep 29')"
   expect "$who: ... and --rm leaves nothing" c1 "$(ls "$store/containers")"
   # The same while PID 1 sets up its handler: a signal it gets before is
   # dropped by the kernel, and must still end it (not be lost for 28 s).
-  statuses=''
-  for delay in 0.005 0.01 0.015 0.02 0.03; do
-    "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 28 & wait' &
-    runner=$!
-    sleep "$delay"
-    kill -TERM "$runner"
-    rc=0
-    wait "$runner" || rc=$?
-    statuses+="$rc "
-  done
-  expect "$who: SIGTERM as PID 1 sets its trap: 143 each time" "143 143 143 143 143 " "$statuses"
+  expect "$who: SIGTERM as PID 1 sets its trap: 143 each time" "143 143 143 143 143 " \
+    "$(term_statuses "0.005 0.01 0.015 0.02 0.03" /bin/sh -c 'trap "exit 143" TERM; sleep 28 & wait')"
   # The command is PID 1 and has no TERM handler: the kernel would drop the
   # signal, strata does what its default action would.
   "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep
