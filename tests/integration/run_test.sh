@@ -56,6 +56,10 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: PID 1 killed by signal 9 from the host" 137 "$rc"
   out=$("${S[@]}" run --rm --hostname box bb /bin/sh -c 'echo $(hostname) $(id -u) $$')
   expect "$who: hostname, root inside, the shell is PID 1" "box 0 1" "$out"
+  # no_new_privs makes suid and file capabilities void: the root is nosuid, so exec
+  # reads no security.capability.
+  expect "$who: the root is nosuid" nosuid \
+    "$("${S[@]}" run --rm bb /bin/sh -c 'grep " / " /proc/self/mounts' | grep -o nosuid)"
   out=$("${S[@]}" run --rm -e A=1 -w /etc bb /bin/sh -c 'echo $A $(pwd)')
   expect "$who: -e and -w" "1 /etc" "$out"
   mkdir -p "$WORK/vol-$who" && echo host >"$WORK/vol-$who/in" && chmod -R a+rwX "$WORK/vol-$who"

@@ -304,6 +304,10 @@ Result<std::unique_ptr<fs::BackgroundMount>> MountImage(
   mc.mountpoint = SharedRootfs(spec.store_root);
   mc.fsname = "strata:" + spec.image;
   mc.subtype = "strata";
+  // The command runs with no_new_privs, so suid bits and file capabilities
+  // never apply in the container; on a nosuid mount exec does not even read
+  // security.capability (a GETXATTR round trip per exec).
+  mc.fuse_options = {"nosuid"};
   return fs::BackgroundMount::Mount(mc, std::move(ufs));
 }
 

@@ -161,9 +161,9 @@ Status SetUpRootfs(const std::string& root, const LaunchSpec& spec,
     return Error::FromErrno("umount", "old root");
   if (::chdir("/") != 0) return Error::FromErrno("chdir", "/");
   MaskProc();
-  if (spec.read_only)
+  if (spec.read_only)  // nosuid as mounted (launcher.cc, MountImage)
     STRATA_RETURN_IF_ERROR(
-        Mount("", "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY));
+        Mount("", "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID));
   return Ok();
 }
 
