@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -331,9 +332,13 @@ std::jthread DropPagesDuringCopyUp(fuse_req_t req, fuse_ino_t ino, int flags) {
   if (!ctx.passthrough || (flags & O_ACCMODE) == O_RDONLY ||
       (flags & O_TRUNC) || !ctx.fs->CopiesDataOnWrite(ino))
     return {};
-  return std::jthread([se = ctx.se, ino] {
-    fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);  // all of its pages
-  });
+  try {
+    return std::jthread([se = ctx.se, ino] {
+      fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);  // all of its pages
+    });
+  } catch (const std::system_error&) {
+    return {};  // no thread to spare: the kernel drops them at the open
+  }
 }
 
 void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {

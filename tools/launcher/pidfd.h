@@ -1,8 +1,8 @@
 #pragma once
 
-// A process handle that its pid's reuse cannot fool (pidfd_open(2), Linux
-// 5.3); glibc 2.36 has no wrapper for it on every architecture we build for,
-// so these three calls go through syscall(2).
+// A process handle that its pid's reuse cannot fool (pidfd_open(2)).
+// Through syscall(2): glibc 2.36's <sys/pidfd.h> declares its wrappers
+// without extern "C" (fixed in 2.37), so C++ code cannot link them.
 
 #include <sys/types.h>
 
