@@ -2,7 +2,7 @@
 # strata run --memory / --pids (cgroup limits) on a busybox image. As root: the
 # container's PID 1 is in the limited cgroups (seen from inside and from the host, the
 # FUSE daemon outside them); a fork loop under --pids 64 gets EAGAIN, the container
-# ends and leaves no process; dd of 64 MiB under --memory 32m is OOM-killed (137) and
+# ends and leaves no process; a killed strata run's cgroups are removed by strata rm; dd of 64 MiB under --memory 32m is OOM-killed (137) and
 # succeeds without the limit; bad flag values are refused in one line. As the user
 # strata-test (nothing delegated): --pids 64 prints one warning line and the container
 # still runs; in a v1 cgroup root delegated to it, --pids applies. After every run the
@@ -122,6 +122,19 @@ wait "$runner" || rc=$?
 expect "held: ends on SIGTERM" 143 "$rc"
 expect "held: cgroups removed" gone "$(gone "$N-held")"
 st rm "$N-held"
+
+# 2b. strata run killed (no cleanup of its own): the container's processes go with it,
+# its cgroups stay, and `strata rm` removes them.
+"$STRATA_BIN" --root "$STORE" run --name "$N-killed" --memory 32m --pids 64 bb sleep 4098 &
+runner=$!
+BG_PIDS+=("$runner")
+wait_naming -x 4098 || true
+kill -KILL "$runner"
+wait "$runner" 2>/dev/null || true
+wait_gone $(pids_naming -x 4098) >/dev/null || true
+expect "killed: its cgroups stay" "$MEM/strata-$N-killed $PIDS/strata-$N-killed " "$(gone "$N-killed")"
+st rm "$N-killed"
+expect "killed: strata rm removes them" gone "$(gone "$N-killed")"
 
 # 3. A fork loop under --pids 64: fork fails (EAGAIN), the shell ends, and so does
 # the container with every process in it.

@@ -582,6 +582,25 @@ std::vector<std::string> ContainerCgroup::dirs() const {
   return out;
 }
 
+std::vector<std::string> ContainerCgroup::leftovers() const {
+  std::vector<std::string> out = dirs();
+  if (!v2_leaf_.empty()) out.push_back(v2_leaf_);
+  return out;
+}
+
+Status RemoveLeftoverCgroups(const std::vector<std::string>& dirs) {
+  Status first = Ok();
+  for (const auto& dir : dirs) {
+    std::string_view name = std::string_view(dir).substr(dir.rfind('/') + 1);
+    if (!dir.starts_with("/sys/fs/cgroup/") || !name.starts_with("strata-") ||
+        dir.find("/../") != std::string::npos)
+      continue;  // not one of ours
+    Status s = RemoveDirRetrying(CgroupFs::Real(), dir);
+    if (!s && first) first = s;
+  }
+  return first;
+}
+
 Status ContainerCgroup::Remove() {
   Status first = Ok();
   for (auto& g : groups_) {

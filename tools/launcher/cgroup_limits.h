@@ -163,6 +163,9 @@ class ContainerCgroup {
   std::vector<int> procs_fds() const;
   // The cgroup directories made, in creation order (for messages, tests).
   std::vector<std::string> dirs() const;
+  // What would be left if this process died before Remove: dirs() and the
+  // cgroup v2 leaf the caller moved itself to, in an order rmdir can take.
+  std::vector<std::string> leftovers() const;
 
   // Removes the cgroups. REQUIRES: the container's processes have exited
   // (a cgroup with processes cannot be removed: EBUSY is retried for about
@@ -204,5 +207,11 @@ class ContainerCgroup {
 // what it starts or execs stays in them. Errors: the write's errno (EACCES,
 // EBUSY...).
 Status JoinCgroups(std::span<const int> procs_fds);
+
+// Removes what a killed `strata run` left (ContainerCgroup::leftovers):
+// each directory that is still there, if it is a strata cgroup under
+// /sys/fs/cgroup (the list comes from a file in the store). Errors: the
+// first rmdir that failed (EBUSY after a second: processes still in it).
+Status RemoveLeftoverCgroups(const std::vector<std::string>& dirs);
 
 }  // namespace strata::launcher

@@ -12,8 +12,11 @@
 #include <ctime>
 #include <thread>
 
+#include <spdlog/spdlog.h>
+
 #include "layerdb/base/number.h"
 #include "layerdb/base/sys.h"
+#include "tools/launcher/cgroup_limits.h"
 #include "tools/launcher/mapped_child.h"
 #include "tools/launcher/pidfd.h"
 
@@ -21,8 +24,15 @@ namespace strata::launcher {
 
 namespace {
 
+// A live process: signalable and not a zombie (a killed `strata run`'s
+// launcher is one until the host's init reaps it).
 bool Alive(pid_t pid) {
-  return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+  if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
+  auto stat = sys::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!stat) return true;  // no procfs: the signal's answer
+  size_t paren = stat->rfind(')');  // the command name may hold anything
+  return paren == std::string::npos || paren + 2 >= stat->size() ||
+         ((*stat)[paren + 2] != 'Z' && (*stat)[paren + 2] != 'X');
 }
 
 Result<nlohmann::json> ReadJson(const std::string& path) {
@@ -116,6 +126,16 @@ Status RecordState(const std::string& container_dir, pid_t pid,
                               sys::Durability::kVisible);
 }
 
+Status RecordCgroups(const std::string& container_dir,
+                     const std::vector<std::string>& dirs) {
+  if (dirs.empty()) return Ok();
+  std::string text;
+  for (const auto& d : dirs)
+    text += d + "\n";
+  return sys::WriteFileAtomic(container_dir + "/cgroups", text,
+                              sys::Durability::kVisible);
+}
+
 Result<std::vector<ContainerInfo>> ListContainers(
     const std::string& store_root) {
   std::vector<ContainerInfo> out;
@@ -168,6 +188,16 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
 Status RemoveEndedContainer(const std::string& store_root,
                             const std::string& id) {
   std::string dir = store_root + "/containers/" + id;
+  // Best effort: a cgroup is not the container's data, and an error here
+  // must not keep its files.
+  if (auto text = sys::ReadFile(dir + "/cgroups")) {
+    std::vector<std::string> cgroups;
+    for (size_t at = 0, nl; (nl = text->find('\n', at)) != std::string::npos;
+         at = nl + 1)
+      cgroups.push_back(text->substr(at, nl - at));
+    if (auto s = RemoveLeftoverCgroups(cgroups); !s)
+      spdlog::warn("rm {}: {}", id, s.error().ToString());
+  }
   auto removed = sys::RemoveTree(dir);
   if (removed || ::geteuid() == 0) return removed;
   return RemoveAsMappedRoot(dir);

@@ -42,6 +42,12 @@ Status CreateContainer(const LaunchSpec& spec);
 Status RecordState(const std::string& container_dir, pid_t pid,
                    std::optional<int> exit_status);
 
+// Records the cgroup directories made for the container (ContainerCgroup::
+// leftovers), for `strata rm` to remove should `strata run` be killed
+// before it removes them itself. Nothing is written for none.
+Status RecordCgroups(const std::string& container_dir,
+                     const std::vector<std::string>& dirs);
+
 // Every container of the store, by id. Errors: EIO for an unreadable
 // config.json (named).
 Result<std::vector<ContainerInfo>> ListContainers(
@@ -55,7 +61,8 @@ Status RemoveContainer(const std::string& store_root, const std::string& id,
                        bool force);
 
 // Removes a container known to have ended (`strata run --rm`, just after
-// it): no listing, no liveness check.
+// it): no listing, no liveness check. Cgroups it recorded (RecordCgroups)
+// and that are still there go too.
 Status RemoveEndedContainer(const std::string& store_root,
                             const std::string& id);
 

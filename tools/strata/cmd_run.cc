@@ -133,6 +133,9 @@ Result<int> RunContainer(const GlobalOptions& global, const RunArgs& a) {
     return cgroup.error();
   }
   if (!warning.empty()) fmt::print(stderr, "strata: warning: {}\n", warning);
+  if (auto s = launcher::RecordCgroups(spec.container_dir, cgroup->leftovers());
+      !s)
+    fmt::print(stderr, "strata: warning: {}\n", s.error().ToString());
   spec.cgroup_procs = cgroup->procs_fds();
   spec.remove_when_ended = a.rm;
   bool ended = false;
