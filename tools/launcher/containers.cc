@@ -29,7 +29,7 @@ namespace {
 bool Alive(pid_t pid) {
   if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
   auto stat = sys::ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;  // no procfs: the signal's answer
+  if (!stat) return true;           // no procfs: the signal's answer
   size_t paren = stat->rfind(')');  // the command name may hold anything
   return paren == std::string::npos || paren + 2 >= stat->size() ||
          ((*stat)[paren + 2] != 'Z' && (*stat)[paren + 2] != 'X');
