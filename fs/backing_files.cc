@@ -64,15 +64,19 @@ int BackingFiles::Register(int upper_fd) {
     without[CAP_FSETID / 32].effective &= ~(1u << (CAP_FSETID % 32));
     dropped = ::syscall(SYS_capset, &header, without) == 0;
   }
-  if (!dropped) return 0;  // not without it
-  BackingMap map{upper_fd, 0, 0};
-  int id = ::ioctl(dev_fd_, kBackingOpen, &map);
-  int err = errno;
-  ::syscall(SYS_capset, &header, caps);  // this thread's, as they were
+  int id = -1, err = errno;
+  if (dropped) {  // never with CAP_FSETID
+    BackingMap map{upper_fd, 0, 0};
+    id = ::ioctl(dev_fd_, kBackingOpen, &map);
+    err = errno;
+    ::syscall(SYS_capset, &header, caps);  // this thread's, as they were
+  }
   if (id > 0) return id;
   // Not fatal: the opens are cached, as without passthrough.
-  spdlog::warn("FUSE passthrough refused ({}); files are cached instead",
-               std::strerror(err));
+  spdlog::warn(
+      "FUSE passthrough: no backing file ({}{}); files are cached "
+      "instead",
+      dropped ? "" : "cannot drop CAP_FSETID: ", std::strerror(err));
   refused_ = true;
   return 0;
 }
