@@ -22,6 +22,10 @@ need_tools python3 mountpoint dd
 need_overlay_bin
 IFS=. read -r kmajor kminor _ <<<"$(uname -r)"
 ((kmajor > 6 || (kmajor == 6 && kminor >= 9))) || skip "FUSE passthrough needs Linux 6.9"
+kconfig=$( { zcat /proc/config.gz || cat "/boot/config-$(uname -r)"; } 2>/dev/null || true)
+if [[ -n $kconfig ]] && ! grep -q '^CONFIG_FUSE_PASSTHROUGH=y' <<<"$kconfig"; then
+  skip "this kernel is built without CONFIG_FUSE_PASSTHROUGH"
+fi
 start=$EPOCHREALTIME
 setup_work
 L=$STORES/lower M=$STORES/m
