@@ -329,9 +329,12 @@ void SetOpenFlags(fuse_req_t req, fuse_file_info* fi, const OpenFile& file) {
 // whose open holds the inode lock that the dropping would wait for.
 std::jthread DropPagesDuringCopyUp(fuse_req_t req, fuse_ino_t ino, int flags) {
   DaemonContext& ctx = Ctx(req);
-  if (!ctx.passthrough || (flags & O_ACCMODE) == O_RDONLY ||
-      (flags & O_TRUNC) || !ctx.fs->CopiesDataOnWrite(ino))
+  if (!ctx.passthrough || (flags & O_ACCMODE) == O_RDONLY || (flags & O_TRUNC))
     return {};
+  // Below 1 MiB there is at most 0.2 ms to save (150-220 ms per GiB), not
+  // worth a thread.
+  auto size = ctx.fs->DataToCopyUp(ino);
+  if (!size || *size < (off_t{1} << 20)) return {};
   try {
     return std::jthread([se = ctx.se, ino] {
       fuse_lowlevel_notify_inval_inode(se, ino, 0, 0);  // all of its pages

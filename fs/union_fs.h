@@ -172,8 +172,9 @@ class UnionFs {
   // write, truncate or O_TRUNC open by a caller without CAP_FSETID. Free
   // once the inode is known to have none of them.
   Status KillPrivs(OpenFile& file, FunctionRef<bool(gid_t)> caller_in_group);
-  // Whether an open of `nodeid` for writing copies its data up.
-  bool CopiesDataOnWrite(uint64_t nodeid);
+  // The size of the data an open of `nodeid` for writing would copy up
+  // (nullopt: none, the data is the upper's already or it is no file).
+  std::optional<off_t> DataToCopyUp(uint64_t nodeid);
   // Whether an open upper file has suid, sgid or security.capability (true
   // when that cannot be told). Free once the inode is known to have none.
   bool HasPrivs(OpenFile& file);

@@ -50,11 +50,19 @@ Result<std::unique_ptr<OpenFile>> UnionFs::Open(uint64_t nodeid, int flags) {
   return file;
 }
 
-bool UnionFs::CopiesDataOnWrite(uint64_t nodeid) {
+std::optional<off_t> UnionFs::DataToCopyUp(uint64_t nodeid) {
   auto node = table_->GetShared(nodeid);
-  if (!node || read_only() || !node->is_reg()) return false;
-  std::shared_lock lock(ns_mutex_);
-  return !node->has_upper || node->metacopy;
+  if (!node || read_only() || !node->is_reg()) return std::nullopt;
+  std::optional<LowerRef> ref;
+  {
+    std::shared_lock lock(ns_mutex_);
+    if ((node->has_upper && !node->metacopy) || !node->lower)
+      return std::nullopt;
+    ref = node->lower;
+  }
+  auto st = lower_->GetAttr(*ref);
+  if (!st) return std::nullopt;
+  return st->st_size;
 }
 
 Result<std::pair<EntryOut, std::unique_ptr<OpenFile>>> UnionFs::CreateFile(
