@@ -588,9 +588,9 @@ std::vector<std::string> ContainerCgroup::leftovers() const {
   return out;
 }
 
-Status RemoveLeftoverCgroups(const std::vector<std::string>& dirs) {
+Status RemoveLeftoverCgroups(std::string_view recorded) {
   Status first = Ok();
-  for (const auto& dir : dirs) {
+  for (const auto& dir : Split(recorded, '\n')) {
     std::string_view name = std::string_view(dir).substr(dir.rfind('/') + 1);
     if (!dir.starts_with("/sys/fs/cgroup/") || !name.starts_with("strata-") ||
         dir.find("/../") != std::string::npos)

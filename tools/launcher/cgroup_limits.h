@@ -208,10 +208,11 @@ class ContainerCgroup {
 // EBUSY...).
 Status JoinCgroups(std::span<const int> procs_fds);
 
-// Removes what a killed `strata run` left (ContainerCgroup::leftovers):
-// each directory that is still there, if it is a strata cgroup under
-// /sys/fs/cgroup (the list comes from a file in the store). Errors: the
-// first rmdir that failed (EBUSY after a second: processes still in it).
-Status RemoveLeftoverCgroups(const std::vector<std::string>& dirs);
+// Removes what a killed `strata run` left (ContainerCgroup::leftovers, one
+// directory a line in `recorded`): each directory that is still there, if
+// it is a strata cgroup under /sys/fs/cgroup (the list comes from a file in
+// the store). Errors: the first rmdir that failed (EBUSY after a second:
+// processes still in it).
+Status RemoveLeftoverCgroups(std::string_view recorded);
 
 }  // namespace strata::launcher

@@ -8,9 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <ctime>
-#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -24,15 +22,31 @@ namespace strata::launcher {
 
 namespace {
 
+// What /proc/PID/stat says of a process: its state letter and its parent.
+struct ProcStat {
+  char state = '?';
+  pid_t ppid = 0;
+};
+std::optional<ProcStat> ReadProcStat(pid_t pid) {
+  auto text = sys::ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  if (!text) return std::nullopt;
+  size_t paren = text->rfind(')');  // the command name may hold anything
+  if (paren == std::string::npos) return std::nullopt;
+  std::string_view rest = std::string_view(*text).substr(paren + 1);
+  ProcStat st;  // " S PPID ..."
+  if (rest.size() < 4) return std::nullopt;
+  st.state = rest[1];
+  rest.remove_prefix(3);
+  st.ppid = ParseNumber<pid_t>(rest.substr(0, rest.find(' '))).value_or(0);
+  return st;
+}
+
 // A live process: signalable and not a zombie (a killed `strata run`'s
 // launcher is one until the host's init reaps it).
 bool Alive(pid_t pid) {
   if (pid <= 0 || (::kill(pid, 0) != 0 && errno != EPERM)) return false;
-  auto stat = sys::ReadFile("/proc/" + std::to_string(pid) + "/stat");
-  if (!stat) return true;           // no procfs: the signal's answer
-  size_t paren = stat->rfind(')');  // the command name may hold anything
-  return paren == std::string::npos || paren + 2 >= stat->size() ||
-         ((*stat)[paren + 2] != 'Z' && (*stat)[paren + 2] != 'X');
+  auto st = ReadProcStat(pid);
+  return !st || (st->state != 'Z' && st->state != 'X');  // no procfs: kill's
 }
 
 Result<nlohmann::json> ReadJson(const std::string& path) {
@@ -65,17 +79,33 @@ UniqueFd OpenInitOf(pid_t stage_a) {
   return init ? OpenPidfd(*init) : UniqueFd();
 }
 
+// The `strata run` that started stage A: its parent, when that is this
+// program (not the init that reaped it after that command was killed).
+UniqueFd OpenRunnerOf(pid_t stage_a) {
+  auto st = ReadProcStat(stage_a);
+  if (!st || st->ppid <= 1) return UniqueFd();
+  auto comm = sys::ReadFile("/proc/" + std::to_string(st->ppid) + "/comm");
+  auto own = sys::ReadFile("/proc/self/comm");
+  return comm && own && *comm == *own ? OpenPidfd(st->ppid) : UniqueFd();
+}
+
 // Kills stage A (`strata rm -f`) and waits until nothing of the container
-// runs, as docker's rm -f does. Stage A's death ends PID 1 (its parent-death
-// signal, which the container's own user may be unable to send: PID 1 may
-// run as a subordinate id), and the kernel makes PID 1's exit wait until the
-// rest of its PID namespace is gone; so PID 1's end is the container's.
+// runs, as docker's rm -f does:
+//  - PID 1: stage A's death ends it (its parent-death signal, which the
+//    container's own user may be unable to send: PID 1 may run as a
+//    subordinate id), and the kernel makes PID 1's exit wait until the rest
+//    of its PID namespace is gone, so PID 1's end is the container's;
+//  - its `strata run`, which then records the exit status and removes the
+//    cgroups: the removal must not race those writes.
+// Through pidfds: none may be a process that got a pid since.
 void KillContainer(pid_t stage_a) {
+  UniqueFd a = OpenPidfd(stage_a);
+  if (!a.valid()) return;  // ended already
   UniqueFd init = OpenInitOf(stage_a);
-  ::kill(stage_a, SIGKILL);
-  for (int i = 0; i < 100 && Alive(stage_a); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  if (init.valid()) (void)HasExited(init.get(), 5000);
+  UniqueFd runner = OpenRunnerOf(stage_a);
+  SignalPidfd(a.get(), SIGKILL);
+  for (const UniqueFd* p : {&a, &init, &runner})
+    if (p->valid()) (void)HasExited(p->get(), 5000);
 }
 
 }  // namespace
@@ -94,7 +124,8 @@ nlohmann::json ToJson(const ContainerInfo& c) {
 Status CreateContainer(const LaunchSpec& spec) {
   const std::string& dir = spec.container_dir;
   STRATA_RETURN_IF_ERROR(sys::MakeDirs(spec.store_root + "/containers", 0700));
-  STRATA_RETURN_IF_ERROR(sys::MakeDirs(SharedRootfs(spec.store_root), 0700));
+  if (auto rootfs = MakeSharedRootfs(spec.store_root); !rootfs)
+    return rootfs.error();
   if (::mkdir(dir.c_str(), 0700) != 0) {
     if (errno != EEXIST) return Error::FromErrno("mkdir", dir);
     return Error(EEXIST, "run",
@@ -191,11 +222,7 @@ Status RemoveEndedContainer(const std::string& store_root,
   // Best effort: a cgroup is not the container's data, and an error here
   // must not keep its files.
   if (auto text = sys::ReadFile(dir + "/cgroups")) {
-    std::vector<std::string> cgroups;
-    for (size_t at = 0, nl; (nl = text->find('\n', at)) != std::string::npos;
-         at = nl + 1)
-      cgroups.push_back(text->substr(at, nl - at));
-    if (auto s = RemoveLeftoverCgroups(cgroups); !s)
+    if (auto s = RemoveLeftoverCgroups(*text); !s)
       spdlog::warn("rm {}: {}", id, s.error().ToString());
   }
   auto removed = sys::RemoveTree(dir);
@@ -205,6 +232,12 @@ Status RemoveEndedContainer(const std::string& store_root,
 
 std::string SharedRootfs(const std::string& store_root) {
   return store_root + "/rootfs";
+}
+
+Result<std::string> MakeSharedRootfs(const std::string& store_root) {
+  std::string dir = SharedRootfs(store_root);
+  STRATA_RETURN_IF_ERROR(sys::MakeDirs(dir, 0700));
+  return dir;
 }
 
 }  // namespace strata::launcher

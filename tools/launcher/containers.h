@@ -72,5 +72,7 @@ Status RemoveEndedContainer(const std::string& store_root,
 // mount point once it ends (removing a mount point of a live namespace
 // waits for an RCU grace period, 1 ms here).
 std::string SharedRootfs(const std::string& store_root);
+// The same, made if missing (by the first container or commit of a store).
+Result<std::string> MakeSharedRootfs(const std::string& store_root);
 
 }  // namespace strata::launcher

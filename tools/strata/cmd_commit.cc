@@ -10,7 +10,6 @@
 #include <fmt/format.h>
 
 #include "fs/mount_options.h"
-#include "layerdb/base/sys.h"
 #include "layerdb/importers.h"
 #include "tools/launcher/commit.h"
 #include "tools/launcher/containers.h"
@@ -103,8 +102,8 @@ Result<int> Commit(const GlobalOptions& global, const CommitArgs& a) {
     std::string dir = spec.store_root + "/containers/" + a.target;
     spec.upper_dir = dir + "/upper";
     spec.work_dir = dir + "/work";
-    spec.mountpoint = launcher::SharedRootfs(spec.store_root);
-    STRATA_RETURN_IF_ERROR(sys::MakeDirs(spec.mountpoint, 0700));
+    STRATA_ASSIGN_OR_RETURN(spec.mountpoint,
+                            launcher::MakeSharedRootfs(spec.store_root));
     spec.source = "commit:" + a.target;
     // Bind-mount targets the launcher creates when the image has none (as
     // docker commit, they are not part of the image).
