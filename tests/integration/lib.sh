@@ -114,6 +114,11 @@ cleanup() {
   exit "$rc"
 }
 
+# own_secs N: N seconds, spelt so that only this test's processes carry it as an
+# argument ("30.0" and this shell's pid). Tests run in parallel: a bare "sleep 30" of
+# another test would be found by pids_naming -x 30 and taken for this one's.
+own_secs() { printf '%s.0%s\n' "$1" "$$"; }
+
 # pids_naming [-x] TEXT...: the pids of the processes (other than this shell) with a
 # command-line argument that contains a TEXT (-x: that equals it), one a line. A process
 # that exits during the scan is passed over; an empty TEXT names none.

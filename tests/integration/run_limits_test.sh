@@ -125,13 +125,14 @@ st rm "$N-held"
 
 # 2b. strata run killed (no cleanup of its own): the container's processes go with it,
 # its cgroups stay, and `strata rm` removes them.
-"$STRATA_BIN" --root "$STORE" run --name "$N-killed" --memory 32m --pids 64 bb sleep 4098 &
+t=$(own_secs 4098)
+"$STRATA_BIN" --root "$STORE" run --name "$N-killed" --memory 32m --pids 64 bb /bin/sh -c "exec sleep $t" &
 runner=$!
 BG_PIDS+=("$runner")
-wait_naming -x 4098 || true
+wait_naming -x "$t" || true
 kill -KILL "$runner"
 wait "$runner" 2>/dev/null || true
-wait_gone $(pids_naming -x 4098) >/dev/null || true
+wait_gone $(pids_naming -x "$t") >/dev/null || true
 expect "killed: its cgroups stay" "$MEM/strata-$N-killed $PIDS/strata-$N-killed " "$(gone "$N-killed")"
 st rm "$N-killed"
 expect "killed: strata rm removes them" gone "$(gone "$N-killed")"
@@ -140,13 +141,14 @@ expect "killed: strata rm removes them" gone "$(gone "$N-killed")"
 # the container with every process in it.
 t0=$EPOCHREALTIME
 rc=0
-err=$(st run --rm --name "$N-bomb" --pids 64 bb /bin/sh -c \
-  'i=0; while [ $i -lt 500 ]; do sleep 4097 & i=$((i+1)); done; echo all forked' 2>&1) || rc=$?
+t=$(own_secs 4097)
+err=$(st run --rm --name "$N-bomb" --pids 64 -e "T=$t" bb /bin/sh -c \
+  'i=0; while [ $i -lt 500 ]; do sleep $T & i=$((i+1)); done; echo all forked' 2>&1) || rc=$?
 note "fork loop: exit $rc in $(elapsed "$t0")s: $(tail -1 <<<"$err")"
 expect "fork fails under --pids 64" 1 "$(grep -c "can't fork: Resource temporarily unavailable" <<<"$err" || true)"
 expect "the loop did not finish" 0 "$(grep -c "all forked" <<<"$err" || true)"
 expect "strata run returns the shell's failure" 2 "$rc"
-expect "no process is left" "" "$(pids_naming -x 4097)"
+expect "no process is left" "" "$(pids_naming -x "$t")"
 expect "bomb: cgroups removed" gone "$(gone "$N-bomb")"
 
 # 4. 64 MiB under --memory 32m is OOM-killed; without the limit it succeeds.
@@ -197,15 +199,16 @@ if id strata-test >/dev/null 2>&1 && [[ $(stat -c %a /dev/fuse) == 666 ]]; then
     mkdir "$DELEGATED"
     chown strata-test: "$DELEGATED" "$DELEGATED/cgroup.procs" "$DELEGATED/tasks"
     rc=0
+    t=$(own_secs 4098)
     out=$("${as_user[@]}" /bin/sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$DELEGATED" \
-      "$STRATA_BIN" --root "$udir/store" run --rm --name "$N-user2" --pids 64 bb /bin/sh -c \
-      'grep -c ":pids:.*/strata-$0\$" /proc/self/cgroup; i=0; while [ $i -lt 500 ]; do sleep 4098 & i=$((i+1)); done; echo all forked' \
+      "$STRATA_BIN" --root "$udir/store" run --rm --name "$N-user2" --pids 64 -e "T=$t" bb /bin/sh -c \
+      'grep -c ":pids:.*/strata-$0\$" /proc/self/cgroup; i=0; while [ $i -lt 500 ]; do sleep $T & i=$((i+1)); done; echo all forked' \
       "$N-user2" 2>"$WORK/user.err") || rc=$?
     err=$(cat "$WORK/user.err")
     expect "delegated: the container is in strata-<id> under the delegated cgroup" 1 "$(head -1 <<<"$out")"
     expect "delegated: fork fails under --pids 64" "2 1" "$rc $(grep -c "can't fork" <<<"$err" || true)"
     expect "delegated: no warning" 0 "$(grep -c warning <<<"$err" || true)"
-    expect "delegated: no process is left" "" "$(pids_naming -x 4098)"
+    expect "delegated: no process is left" "" "$(pids_naming -x "$t")"
     expect "delegated: strata-<id> removed" "" "$(ls -d "$DELEGATED"/strata-* 2>/dev/null || true)"
     rmdir "$DELEGATED"
   fi

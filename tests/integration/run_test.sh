@@ -46,11 +46,13 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   rc=0
   "${S[@]}" run --rm --init bb /bin/sh -c 'kill -9 $$' || rc=$?
   expect "$who: killed by signal 9 (--init)" 137 "$rc"
-  "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 31' & # "31" names only sleep
+  local t
+  t=$(own_secs 31)
+  "${S[@]}" run --rm bb /bin/sh -c "exec sleep $t" & # "$t" names only sleep
   local runner=$!
   BG_PIDS+=("$runner")
-  wait_naming -x 31
-  kill -KILL "$(pids_naming -x 31)"
+  wait_naming -x "$t"
+  kill -KILL "$(pids_naming -x "$t")"
   rc=0
   wait "$runner" || rc=$?
   expect "$who: PID 1 killed by signal 9 from the host" 137 "$rc"
@@ -79,7 +81,8 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   expect "$who: --rm leaves only the named container" c1 "$(ls "$store/containers")"
   # A running container: ps shows it, rm refuses it, rm -f kills it; SIGTERM to
   # strata run reaches the command.
-  "${S[@]}" run --name c3 bb /bin/sh -c 'sleep 30' &
+  t=$(own_secs 30)
+  "${S[@]}" run --name c3 bb /bin/sh -c "sleep $t" &
   runner=$!
   BG_PIDS+=("$runner")
   for _ in $(seq 50); do
@@ -91,13 +94,14 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   "${S[@]}" rm c3 2>/dev/null || rc=$?
   expect "$who: rm of a running container is refused" 1 "$rc"
   "${S[@]}" rm -f c3
-  expect "$who: ... and nothing of it runs once rm -f returns" "" "$(pids_naming -x 30)"
+  expect "$who: ... and nothing of it runs once rm -f returns" "" "$(pids_naming -x "$t")"
   wait "$runner" 2>/dev/null || true
   expect "$who: rm -f removes it" c1 "$(ls "$store/containers")"
-  "${S[@]}" run --rm bb /bin/sh -c 'trap "exit 143" TERM; sleep 31 & wait' &
+  t=$(own_secs 31)
+  "${S[@]}" run --rm bb /bin/sh -c "trap 'exit 143' TERM; sleep $t & wait" &
   runner=$!
   BG_PIDS+=("$runner")
-  wait_naming -x 31 # the trap is set before sleep starts
+  wait_naming -x "$t" # the trap is set before sleep starts
   kill -TERM "$runner"
   rc=0
   wait "$runner" || rc=$?
@@ -113,10 +117,11 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
     "$(term_statuses "0.005 0.01 0.015 0.02 0.03" /bin/sh -c 'trap "exit 143" TERM; sleep 28 & wait')"
   # The command is PID 1 and has no TERM handler: the kernel would drop the
   # signal, strata does what its default action would.
-  "${S[@]}" run --rm bb /bin/sh -c 'exec sleep 30' & # "30" names only sleep
+  t=$(own_secs 30)
+  "${S[@]}" run --rm bb /bin/sh -c "exec sleep $t" & # "$t" names only sleep
   runner=$!
   BG_PIDS+=("$runner")
-  wait_naming -x 30
+  wait_naming -x "$t"
   kill -TERM "$runner"
   rc=0
   wait "$runner" || rc=$?
@@ -129,9 +134,10 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   # container's own pty with the caller's window size; ^C reaches the command.
   out=$(sleep 3 | script -qec "stty rows 40 cols 100; ${S[*]} run --rm bb /bin/sh -c 'tty; stty size'" /dev/null | tr -d '\r' | paste -sd' ')
   expect "$who: a terminal: the container's pty, the caller's size" "/dev/pts/0 40 100" "$out"
-  out=$( (for _ in $(seq 200); do [[ -n $(pids_naming -x 4.5) ]] && break; sleep 0.05; done
+  t=$(own_secs 4)
+  out=$( (for _ in $(seq 200); do [[ -n $(pids_naming -x "$t") ]] && break; sleep 0.05; done
     printf '\003'; sleep 1) |
-    script -qec "${S[*]} run --rm --init bb /bin/sh -c 'exec sleep 4.5'; echo rc=\$?" /dev/null | tr -d '\r' | grep -o 'rc=.*')
+    script -qec "${S[*]} run --rm --init bb /bin/sh -c 'exec sleep $t'; echo rc=\$?" /dev/null | tr -d '\r' | grep -o 'rc=.*')
   expect "$who: ^C at the terminal ends the command" "rc=130" "$out"
   rc=0
   out=$("${S[@]}" run --rm bb tty) || rc=$?
@@ -140,14 +146,15 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   # process or mount.
   out=$("${S[@]}" run --rm --init bb /bin/sh -c '(sleep 0.2 &); (sleep 0.2 &); sleep 1; ps -o stat | grep -c "^Z" || true')
   expect "$who: orphaned children are reaped (no zombies)" 0 "$out"
-  "${S[@]}" run --name k1 bb /bin/sh -c 'sleep 61' &
+  t=$(own_secs 61)
+  "${S[@]}" run --name k1 bb /bin/sh -c "sleep $t" &
   runner=$!
-  wait_naming -x 61
+  wait_naming -x "$t"
   kill -KILL "$runner"
   wait "$runner" 2>/dev/null || true
   local left=''
-  for _ in $(seq 50); do # the launcher's stages carry its argv, the command "61"
-    left=$(pids_naming 'sleep 61' && pids_naming -x 61)
+  for _ in $(seq 50); do # the launcher's stages carry its argv, the command "$t"
+    left=$(pids_naming "sleep $t" && pids_naming -x "$t")
     [[ -z $left ]] && break
     sleep 0.1
   done
