@@ -134,6 +134,16 @@ suite() { # suite WHO STORE RUNAS...: the checks, run through RUNAS (a prefix co
   # container's own pty with the caller's window size; ^C reaches the command.
   out=$(sleep 3 | script -qec "stty rows 40 cols 100; ${S[*]} run --rm bb /bin/sh -c 'tty; stty size'" /dev/null | tr -d '\r' | paste -sd' ')
   expect "$who: a terminal: the container's pty, the caller's size" "/dev/pts/0 40 100" "$out"
+  # The size is there from the command's first instruction, even when strata run takes
+  # the terminal's master late (strace holds its recvmsg for 0.3 s).
+  if command -v strace >/dev/null; then
+    out=$(sleep 3 | script -qec "stty rows 40 cols 100; $* strace -o /dev/null -e trace=recvmsg \
+      -e inject=recvmsg:delay_enter=300000 $STRATA_BIN --root $store run --rm bb stty size" /dev/null |
+      tr -d '\r' | paste -sd' ')
+    expect "$who: ... from the command's first instruction" "40 100" "$out"
+  else
+    note "$who: the size at the first instruction is not checked: needs strace"
+  fi
   t=$(own_secs 4)
   out=$( (for _ in $(seq 200); do [[ -n $(pids_naming -x "$t") ]] && break; sleep 0.05; done
     printf '\003'; sleep 1) |

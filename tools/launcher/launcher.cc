@@ -261,7 +261,7 @@ Result<std::string> ReadIfThere(const std::string& path) {
   // master goes to `strata run`, which copies it to and from the caller's.
   std::optional<PtyPair> pty;
   if (spec.tty_socket >= 0) {
-    auto p = OpenPty();
+    auto p = OpenPty(STDIN_FILENO);
     if (!p) Fail(err_fd, p.error());
     if (auto s = SendFd(spec.tty_socket, p->master.get()); !s)
       Fail(err_fd, s.error());

@@ -64,7 +64,7 @@ class RawMode {
 
 }  // namespace
 
-Result<PtyPair> OpenPty() {
+Result<PtyPair> OpenPty(int size_of) {
   PtyPair p;
   p.master.Reset(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!p.master.valid()) return Error::FromErrno("open", "/dev/ptmx");
@@ -74,6 +74,7 @@ Result<PtyPair> OpenPty() {
   p.slave.Reset(
       ::ioctl(p.master.get(), TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
   if (!p.slave.valid()) return Error::FromErrno("open", "pty peer");
+  CopyWindowSize(size_of, p.master.get());
   return p;
 }
 

@@ -19,8 +19,11 @@ struct PtyPair {
 };
 
 // Opens a new pseudo-terminal from /dev/ptmx (the container's, after
-// pivot_root). Errors: the failing call's errno.
-Result<PtyPair> OpenPty();
+// pivot_root), with the window size of the terminal `size_of` (the caller's):
+// the command must see it from its first instruction, and ProxyTerminal's
+// copy comes only once `strata run` has the master. Errors: the failing
+// call's errno.
+Result<PtyPair> OpenPty(int size_of);
 
 // Makes `slave` the controlling terminal and stdio of the calling process,
 // which must be a session leader (after setsid).
