@@ -100,9 +100,11 @@ Result<fuse_session*> MountSession(const MountConfig& c, DaemonContext& ctx,
     fuse_session_destroy(se);
     return Error(-rc, "fuse_session_custom_io", c.mountpoint);
   }
+  // FUSE passthrough where the kernel and our privileges allow it
+  // (fs/backing_files.h), unless $STRATA_PASSTHROUGH=0.
   const char* env = ::getenv("STRATA_PASSTHROUGH");
   bool off = env != nullptr && std::string_view(env) == "0";
-  if (c.passthrough && !off && BackingFiles::Permitted())
+  if (!off && BackingFiles::Permitted())
     ctx.backing = std::make_unique<BackingFiles>(fuse_session_fd(se));
   return se;
 }

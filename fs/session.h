@@ -32,10 +32,6 @@ struct MountConfig {
   // by RunMount.
   std::vector<std::string> fuse_options;
   unsigned max_threads = 0;  // 0: 2 × CPUs, at least 4
-  // FUSE passthrough of the upper's files where the kernel and our
-  // privileges allow it (fs/backing_files.h); $STRATA_PASSTHROUGH=0 in the
-  // daemon's environment turns it off too.
-  bool passthrough = true;
   double timeout = 86400.0;
 };
 

@@ -2,11 +2,12 @@
 # strata run --memory / --pids (cgroup limits) on a busybox image. As root: the
 # container's PID 1 is in the limited cgroups (seen from inside and from the host, the
 # FUSE daemon outside them); a fork loop under --pids 64 gets EAGAIN, the container
-# ends and leaves no process; a killed strata run's cgroups are removed by strata rm; dd of 64 MiB under --memory 32m is OOM-killed (137) and
-# succeeds without the limit; bad flag values are refused in one line. As the user
-# strata-test (nothing delegated): --pids 64 prints one warning line and the container
-# still runs; in a v1 cgroup root delegated to it, --pids applies. After every run the
-# container's cgroup directories are gone.
+# ends and leaves no process; a killed strata run's cgroups are removed by strata rm;
+# dd of 64 MiB under --memory 32m is OOM-killed (137) and succeeds without the limit;
+# bad flag values are refused in one line. As the user strata-test (nothing
+# delegated): --pids 64 prints one warning line and the container still runs; in a v1
+# cgroup root delegated to it, --pids applies. After every run the container's cgroup
+# directories are gone.
 # shellcheck source-path=SCRIPTDIR source=lib.sh disable=SC2016 # $ expanded in the containers
 . "$(dirname "$0")/lib.sh"
 
